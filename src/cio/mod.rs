@@ -1,0 +1,1 @@
+//! The customer.io Track API client (SPEC 4).

@@ -1,0 +1,1 @@
+//! The GIS GraphQL client (SPEC 3).

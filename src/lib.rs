@@ -1,0 +1,17 @@
+//! ciosync keeps a customer.io workspace in step with AIESEC's GIS, from cron.
+//!
+//! `main.rs` is the process edge; everything else lives here.
+
+pub mod cio;
+pub mod cli;
+pub mod config;
+pub mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod gis;
+pub mod http;
+pub mod lock;
+pub mod model;
+pub mod plan;
+pub mod state;
+pub mod sync;

@@ -1,0 +1,1 @@
+//! Orchestration of one run: read GIS, plan, send, checkpoint state.
