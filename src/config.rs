@@ -161,3 +161,29 @@ pub struct SafetyConfig {
     pub max_event_share: f64,
     pub min_people_share: f64,
 }
+
+// TEMPORARY STUB (replaced by the config-state branch).
+use std::path::Path;
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for ConfigError {}
+impl From<ConfigError> for crate::error::Error {
+    fn from(e: ConfigError) -> Self {
+        crate::error::Error::Config(e.0)
+    }
+}
+pub fn load(_path: &Path, _env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+    Err(ConfigError("stub".into()))
+}
+pub fn default_config_path() -> PathBuf {
+    PathBuf::from("/etc/ciosync/config.toml")
+}

@@ -4,14 +4,20 @@
 
 pub mod cio;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod credentials;
+#[cfg(feature = "fake")]
+pub mod demo;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod gis;
 pub mod http;
 pub mod lock;
+pub mod logging;
 pub mod model;
 pub mod plan;
 pub mod state;
+pub mod summary;
 pub mod sync;

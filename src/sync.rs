@@ -1,1 +1,625 @@
-//! Orchestration of one run: read GIS, plan, send, checkpoint state.
+//! Orchestration of one run (SPEC 1 `run`, 4.4, 5): lock, state, read GIS, plan, send to
+//! customer.io person by person (identify confirmed before that person's events), apply
+//! each confirmed write to the state and save it in checkpoints, then the summary.
+//!
+//! The only module that knows every piece. The clock is read by the caller and passed in.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::cio::{self, CioClient, CioError, Outcome};
+use crate::config::{Config, GisAuth, Secret};
+use crate::credentials;
+use crate::error::{self, Error};
+use crate::gis::{GisClient, TokenStore};
+use crate::http::{Counters, RetryPolicy};
+use crate::lock;
+use crate::model::PersonId;
+use crate::plan::{self, Fingerprinter, PersonPlan, Plan, PlanOptions};
+use crate::state::{self, ApplicationState, PersonState, State};
+use crate::summary::{Rejection, Summary};
+
+/// People whose writes may be in flight at once (each person's own writes stay in order).
+const PERSON_CONCURRENCY: usize = 16;
+/// How often the state is saved while writes are confirmed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// The large-change refusals apply only when the state knows at least this many people.
+const LARGE_CHANGE_MIN_PEOPLE: usize = 50;
+
+/// Name of the run summary file in `data_dir`.
+pub const LAST_RUN_FILE: &str = "last_run.json";
+
+/// How this run behaves (command-line flags).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub full: bool,
+    pub allow_large_change: bool,
+}
+
+/// What `--dry-run` would send, per person: attribute names and events (no values, so the
+/// output carries no personal data).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DryRunPerson {
+    pub person_id: PersonId,
+    pub attributes: Vec<String>,
+    pub events: Vec<DryRunEvent>,
+}
+
+/// One event of a dry run.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DryRunEvent {
+    pub name: String,
+    pub timestamp: i64,
+    pub id: String,
+}
+
+/// The result of a run that got as far as reading the state.
+#[derive(Debug)]
+pub struct RunResult {
+    pub summary: Summary,
+    /// With `--dry-run`: what would be sent.
+    pub dry_run: Option<Vec<DryRunPerson>>,
+    /// What stopped the run early, if anything.
+    pub error: Option<Error>,
+}
+
+impl RunResult {
+    /// The process exit status (SPEC 1): the stop reason, else 1 if anything was rejected.
+    pub fn code(&self) -> u8 {
+        match &self.error {
+            Some(e) => e.code(),
+            None if !self.summary.rejected.is_empty() => error::code::PARTIAL,
+            None => error::code::OK,
+        }
+    }
+}
+
+/// One sync. `now` is the run's start (the only clock reading); `started` its monotonic twin.
+///
+/// # Errors
+/// Before anything is read or sent: the lock is held (75), the data dir or state is unusable
+/// (74), the state belongs to another setup (78). Later failures come back in
+/// [`RunResult::error`] with the summary of what was done.
+pub async fn run(
+    config: &Config,
+    options: &RunOptions,
+    now: DateTime<Utc>,
+    started: Instant,
+) -> Result<RunResult, Error> {
+    let data_dir = config.data_dir.as_path();
+    state::ensure_data_dir(data_dir)?;
+    let _lock = match lock::try_acquire(data_dir) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Err(Error::Locked(data_dir.join("ciosync.lock"))),
+        Err(e) => {
+            return Err(Error::State(format!(
+                "cannot lock {}: {e}",
+                data_dir.join("ciosync.lock").display()
+            )))
+        }
+    };
+    let setup = setup_fingerprint(config);
+    let loaded = state::load(data_dir)?;
+    let first_run = loaded.is_none();
+    let mut state = loaded.unwrap_or_else(|| State {
+        setup: setup.clone(),
+        ..State::default()
+    });
+    if state.setup != setup {
+        return Err(Error::SetupMismatch(format!(
+            "{} was written for another setup (GIS endpoint, home LCs, customer.io site id or Track URL changed). \
+             To start over for the new setup, move the data dir's state.json, state.json.bak and state.key away; \
+             the next run then sends every profile and event again (customer.io discards events it already has)",
+            data_dir.join("state.json").display()
+        )));
+    }
+    let key = if options.dry_run && first_run {
+        // A dry run writes nothing in data_dir; with no state every person is new anyway.
+        rand::random::<[u8; 32]>()
+    } else {
+        state::load_or_create_key(data_dir)?
+    };
+
+    let mut summary = Summary {
+        started_at: Some(now),
+        dry_run: options.dry_run,
+        ..Summary::default()
+    };
+    let mut engine = Engine {
+        config,
+        options,
+        now,
+        soft_deadline: soft_deadline(started, config.safety.time_budget),
+        fingerprinter: Fingerprinter::new(key),
+        summary: &mut summary,
+        gis_counters: None,
+        cio_counters: None,
+        token_refreshes: 0,
+    };
+    let outcome = engine.sync(&mut state, first_run).await;
+    let (gis_counters, cio_counters, token_refreshes) = (
+        engine.gis_counters.take(),
+        engine.cio_counters.take(),
+        engine.token_refreshes,
+    );
+    if let Some(c) = gis_counters {
+        summary.gis_requests = Counters::get(&c.requests);
+        summary.retries += Counters::get(&c.retries);
+    }
+    if let Some(c) = cio_counters {
+        summary.cio_requests = Counters::get(&c.requests);
+        summary.retries += Counters::get(&c.retries);
+        summary.cio_bytes_sent = Counters::get(&c.bytes_sent);
+    }
+    summary.token_refreshes = token_refreshes;
+    summary.pending_people = state.pending_people.len() as u64;
+    summary.ended_at = Some(Utc::now().max(now));
+    let (dry_run, error) = match outcome {
+        Ok(dry_run) => (dry_run, None),
+        Err(e) => (None, Some(e)),
+    };
+    let mut result = RunResult {
+        summary,
+        dry_run,
+        error,
+    };
+    result.summary.exit_code = result.code();
+    result.summary.outcome = match (&result.error, options.dry_run) {
+        (Some(e), _) => outcome_name(e).to_owned(),
+        (None, true) => "dry_run".to_owned(),
+        (None, false) if result.summary.rejected.is_empty() => "ok".to_owned(),
+        (None, false) => "partial".to_owned(),
+    };
+    result.summary.error = result.error.as_ref().map(|e| error::chain(e));
+    if !options.dry_run {
+        write_last_run(data_dir, &result.summary)?;
+    }
+    Ok(result)
+}
+
+/// The setup fingerprint of SPEC 5.2.
+pub fn setup_fingerprint(config: &Config) -> String {
+    state::setup_fingerprint(
+        &config.gis.endpoint,
+        &config.gis.home_lcs,
+        &config.customerio.site_id,
+        &config.customerio.base_url(),
+    )
+}
+
+fn outcome_name(e: &Error) -> &'static str {
+    match e {
+        Error::Config(_) | Error::SetupMismatch(_) | Error::WrongRegion(_) => "config_error",
+        Error::LargeChange(_) => "large_change_refused",
+        Error::Locked(_) => "locked",
+        Error::TimeBudget(_) => "time_budget",
+        Error::State(_) => "state_error",
+        Error::Auth(_) => "auth_error",
+        Error::Unavailable(_) => "unavailable",
+    }
+}
+
+/// New work stops this long before the time budget ends, so the final save fits.
+fn soft_deadline(started: Instant, budget: Duration) -> Instant {
+    let margin = (budget / 10).min(Duration::from_secs(10));
+    started + budget.saturating_sub(margin)
+}
+
+/// Writes the summary to `<data_dir>/last_run.json`.
+///
+/// # Errors
+/// When the file cannot be written (exit 74).
+pub fn write_last_run(data_dir: &Path, summary: &Summary) -> Result<(), Error> {
+    let path = data_dir.join(LAST_RUN_FILE);
+    let bytes = serde_json::to_vec_pretty(summary).expect("a summary always serializes");
+    state::write_atomic(&path, &bytes)
+        .map_err(|e| Error::State(format!("cannot write {}: {e}", path.display())))
+}
+
+struct Engine<'a> {
+    config: &'a Config,
+    options: &'a RunOptions,
+    now: DateTime<Utc>,
+    soft_deadline: Instant,
+    fingerprinter: Fingerprinter,
+    summary: &'a mut Summary,
+    gis_counters: Option<Arc<Counters>>,
+    cio_counters: Option<Arc<Counters>>,
+    token_refreshes: u64,
+}
+
+impl Engine<'_> {
+    async fn sync(
+        &mut self,
+        state: &mut State,
+        first_run: bool,
+    ) -> Result<Option<Vec<DryRunPerson>>, Error> {
+        let config = self.config;
+        let data_dir = config.data_dir.clone();
+        let cio = CioClient::new(
+            &config.customerio,
+            RetryPolicy::default(),
+            Some(self.soft_deadline),
+        )?;
+        self.cio_counters = Some(cio.counters.clone());
+        self.check_region(&cio).await?;
+
+        let gis = gis_client(config, Some(self.soft_deadline))?;
+        self.gis_counters = Some(gis.counters.clone());
+        let read = gis.read_all().await;
+        self.token_refreshes = gis.token_refreshes();
+        let snapshot = read?;
+        self.summary.full_read = true;
+        self.summary.skipped = snapshot.skipped.clone();
+
+        let plan = plan::plan(
+            state,
+            &snapshot.people,
+            &snapshot.applications,
+            &self.fingerprinter,
+            &PlanOptions {
+                site_id: config.customerio.site_id.clone(),
+                programme_name: config.events.programme_name,
+                late_events: config.events.late_events,
+                full_read: true,
+            },
+            self.now,
+        );
+        self.record_plan_stats(&plan);
+        if !self.options.allow_large_change && !first_run {
+            refuse_large_change(config, state, &plan, snapshot.people.len())?;
+        }
+        if self.options.dry_run {
+            return Ok(Some(dry_run_view(&plan)));
+        }
+        self.execute(state, plan, &cio, &data_dir).await?;
+        Ok(None)
+    }
+
+    async fn check_region(&self, cio: &CioClient) -> Result<(), Error> {
+        let info = cio.region().await?;
+        let configured = &self.config.customerio;
+        if configured.track_url.is_none() {
+            let expected = match configured.region {
+                crate::config::Region::Us => "us",
+                crate::config::Region::Eu => "eu",
+            };
+            if !info.region.is_empty() && info.region != expected {
+                return Err(Error::WrongRegion(format!(
+                    "customer.io says this account is in region `{}` ({}), but customerio.region is `{expected}` in {}",
+                    info.region,
+                    info.url,
+                    self.config.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn record_plan_stats(&mut self, plan: &Plan) {
+        let stats = &plan.stats;
+        self.summary.people_seen = stats.people_seen;
+        self.summary.applications_seen = stats.applications_seen;
+        self.summary.people_changed = plan.people.len() as u64;
+        for (reason, n) in &stats.skipped {
+            *self.summary.skipped.entry(reason.clone()).or_default() += n;
+        }
+        for (reason, id) in &stats.skipped_ids {
+            tracing::info!(reason = %reason, id, "Skipped a record.");
+        }
+        for (status, n) in &stats.unknown_statuses {
+            tracing::info!(status = %status, applications = n, "Unknown application status; nothing sent for it.");
+        }
+        self.summary.unknown_statuses = stats.unknown_statuses.clone();
+        self.summary.truncated_values = stats.truncated_values;
+        self.summary.people_left_scope = stats.people_left_scope;
+    }
+
+    /// Sends the plan: people concurrently (bounded), each person's writes in order; every
+    /// confirmed write goes into the state, which is saved at checkpoints.
+    async fn execute(
+        &mut self,
+        state: &mut State,
+        plan: Plan,
+        cio: &CioClient,
+        data_dir: &Path,
+    ) -> Result<(), Error> {
+        state.run_in_progress = Some(self.now);
+        state.pending_people = plan
+            .people
+            .iter()
+            .map(|p| p.person_id)
+            .collect::<BTreeSet<_>>();
+        state::save(data_dir, state)?;
+        let mut last_save = Instant::now();
+        let mut stop: Option<Error> = None;
+        {
+            let mut results = stream::iter(plan.people)
+                .map(|person| send_person(cio, person))
+                .buffer_unordered(PERSON_CONCURRENCY);
+            while let Some(result) = results.next().await {
+                self.apply(state, &result);
+                if let Some(fatal) = result.fatal {
+                    stop = Some(fatal.into());
+                    break;
+                }
+                if last_save.elapsed() >= CHECKPOINT_EVERY {
+                    state::save(data_dir, state)?;
+                    last_save = Instant::now();
+                }
+                if Instant::now() >= self.soft_deadline {
+                    stop = Some(Error::TimeBudget(
+                        humantime::format_duration(self.config.safety.time_budget).to_string(),
+                    ));
+                    break;
+                }
+            }
+        }
+        if stop.is_none() {
+            state.run_in_progress = None;
+            state.watermark = Some(self.now);
+            state.last_full_read = Some(self.now);
+        }
+        state::save(data_dir, state)?;
+        match stop {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn apply(&mut self, state: &mut State, result: &PersonResult) {
+        if let Some(after) = &result.identified {
+            state.people.insert(result.person_id, after.clone());
+            self.summary.identifies_sent += 1;
+        }
+        for (application_id, after, name) in &result.events {
+            state.applications.insert(*application_id, after.clone());
+            self.summary.events_sent += 1;
+            *self.summary.events_by_name.entry(name.clone()).or_default() += 1;
+        }
+        for (write, reason) in &result.rejected {
+            tracing::warn!(person_id = result.person_id, write = %write, reason = %reason, "customer.io rejected a write; it is retried next run.");
+            self.summary.rejected.push(Rejection {
+                person_id: result.person_id,
+                write: write.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if result.rejected.is_empty() && result.fatal.is_none() && result.complete {
+            state.pending_people.remove(&result.person_id);
+        }
+    }
+}
+
+/// What happened to one person's writes.
+struct PersonResult {
+    person_id: PersonId,
+    identified: Option<PersonState>,
+    events: Vec<(u64, ApplicationState, String)>,
+    rejected: Vec<(String, String)>,
+    fatal: Option<CioError>,
+    /// Every planned write was attempted.
+    complete: bool,
+}
+
+/// One person's writes in order: the identify first (its events wait for its confirmation),
+/// then the events. A rejected event skips the rest of its application's events only.
+async fn send_person(cio: &CioClient, person: PersonPlan) -> PersonResult {
+    let mut result = PersonResult {
+        person_id: person.person_id,
+        identified: None,
+        events: Vec::new(),
+        rejected: Vec::new(),
+        fatal: None,
+        complete: false,
+    };
+    if let Some(identify) = &person.identify {
+        match cio.identify(person.person_id, &identify.attributes).await {
+            Ok(Outcome::Confirmed) => result.identified = Some(identify.after.clone()),
+            Ok(Outcome::Rejected(reason)) => {
+                result.rejected.push(("identify".to_owned(), reason));
+                return result;
+            }
+            Err(e) => {
+                result.fatal = Some(e);
+                return result;
+            }
+        }
+    }
+    let mut blocked_applications = BTreeSet::new();
+    for event in &person.events {
+        if blocked_applications.contains(&event.application_id) {
+            continue;
+        }
+        let outcome = cio
+            .track(
+                person.person_id,
+                cio::Event {
+                    name: &event.name,
+                    id: &event.id,
+                    timestamp: event.timestamp,
+                    data: &event.data,
+                },
+            )
+            .await;
+        match outcome {
+            Ok(Outcome::Confirmed) => result.events.push((
+                event.application_id,
+                event.after.clone(),
+                event.name.clone(),
+            )),
+            Ok(Outcome::Rejected(reason)) => {
+                result.rejected.push((event.name.clone(), reason));
+                blocked_applications.insert(event.application_id);
+            }
+            Err(e) => {
+                result.fatal = Some(e);
+                return result;
+            }
+        }
+    }
+    result.complete = true;
+    result
+}
+
+/// SPEC 2 `[safety]`: refuse a run that would send events to too many known people, or a
+/// read that returns far fewer people than the state knows, unless the state is small or the
+/// previous run did not complete.
+fn refuse_large_change(
+    config: &Config,
+    state: &State,
+    plan: &Plan,
+    people_read: usize,
+) -> Result<(), Error> {
+    let known = state.people.len();
+    if known < LARGE_CHANGE_MIN_PEOPLE || state.run_in_progress.is_some() {
+        return Ok(());
+    }
+    let safety = &config.safety;
+    let known_with_events = plan
+        .people
+        .iter()
+        .filter(|p| !p.events.is_empty() && state.people.contains_key(&p.person_id))
+        .count();
+    let share = known_with_events as f64 / known as f64;
+    if share > safety.max_event_share {
+        return Err(Error::LargeChange(format!(
+            "this run would send events to {known_with_events} of the {known} people the state knows ({:.0}%, above safety.max_event_share = {}). \
+             Nothing was sent. If this is expected, run once with --allow-large-change",
+            share * 100.0,
+            safety.max_event_share
+        )));
+    }
+    let in_scope = state.people.values().filter(|p| p.in_scope).count();
+    if in_scope > 0 && (people_read as f64) < safety.min_people_share * in_scope as f64 {
+        return Err(Error::LargeChange(format!(
+            "GIS returned {people_read} people but the state knows {in_scope} in scope (below safety.min_people_share = {}). \
+             A scope, permission or config change? Nothing was sent. If this is expected, run once with --allow-large-change",
+            safety.min_people_share
+        )));
+    }
+    Ok(())
+}
+
+fn dry_run_view(plan: &Plan) -> Vec<DryRunPerson> {
+    plan.people
+        .iter()
+        .map(|p| DryRunPerson {
+            person_id: p.person_id,
+            attributes: p
+                .identify
+                .as_ref()
+                .map(|i| i.attributes.keys().cloned().collect())
+                .unwrap_or_default(),
+            events: p
+                .events
+                .iter()
+                .map(|e| DryRunEvent {
+                    name: e.name.clone(),
+                    timestamp: e.timestamp,
+                    id: e.id.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Renders a dry run as text, one line per person.
+pub fn dry_run_text(people: &[DryRunPerson]) -> String {
+    let mut out = String::new();
+    for p in people {
+        let attributes = if p.attributes.is_empty() {
+            "-".to_owned()
+        } else {
+            p.attributes.join(",")
+        };
+        let events: Vec<String> = p
+            .events
+            .iter()
+            .map(|e| {
+                let at = DateTime::from_timestamp(e.timestamp, 0)
+                    .map_or_else(|| e.timestamp.to_string(), |t| t.to_rfc3339());
+                format!("{}@{at}", e.name)
+            })
+            .collect();
+        out.push_str(&format!(
+            "person {} attributes: {} events: {}\n",
+            p.person_id,
+            attributes,
+            if events.is_empty() {
+                "-".to_owned()
+            } else {
+                events.join(" ")
+            }
+        ));
+    }
+    out
+}
+
+/// A GIS client for `config`, with OAuth tokens persisted in `data_dir`.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn gis_client(config: &Config, deadline: Option<Instant>) -> Result<GisClient, Error> {
+    let store: Option<Arc<dyn TokenStore>> = match &config.gis.auth {
+        GisAuth::OAuth(oauth) => Some(Arc::new(DataDirTokenStore {
+            data_dir: config.data_dir.clone(),
+            seed: oauth.refresh_token.clone(),
+        })),
+        GisAuth::Token(_) => None,
+    };
+    Ok(GisClient::new(
+        &config.gis,
+        store,
+        RetryPolicy::default(),
+        deadline,
+    )?)
+}
+
+/// OAuth tokens in `data_dir` (SPEC 2): the rotated refresh token wins over the config's
+/// seed until the seed changes.
+struct DataDirTokenStore {
+    data_dir: PathBuf,
+    seed: Secret,
+}
+
+impl TokenStore for DataDirTokenStore {
+    fn load(&self) -> Result<(Secret, Option<Secret>), String> {
+        let stored = credentials::load(&self.data_dir).map_err(|e| e.to_string())?;
+        let refresh = credentials::current_refresh_token(stored.as_ref(), &self.seed);
+        let cached = stored.as_ref().and_then(|s| {
+            let fresh = s
+                .access_expires_at
+                .is_some_and(|t| t > Utc::now() + chrono::Duration::seconds(60));
+            (fresh && s.refresh_token == refresh)
+                .then(|| s.access_token.clone())
+                .flatten()
+        });
+        Ok((refresh, cached))
+    }
+
+    fn save(
+        &self,
+        refresh: &Secret,
+        access: &Secret,
+        expires_in: Option<u64>,
+    ) -> Result<(), String> {
+        let stored = credentials::StoredOAuth {
+            refresh_token: refresh.clone(),
+            seed_sha256: credentials::seed_digest(&self.seed),
+            access_token: Some(access.clone()),
+            access_expires_at: expires_in
+                .and_then(|s| i64::try_from(s).ok())
+                .map(|s| Utc::now() + chrono::Duration::seconds(s)),
+        };
+        credentials::save(&self.data_dir, &stored).map_err(|e| e.to_string())
+    }
+}

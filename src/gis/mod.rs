@@ -1,1 +1,601 @@
-//! The GIS GraphQL client (SPEC 3).
+//! The GIS GraphQL client (SPEC 3): raw-token auth (static or OAuth refresh with rotation),
+//! bulk paged reads of people and applications with de-duplication by id, lenient decoding.
+//!
+//! Read-only by construction: the only documents it sends are the `query` constants below.
+//! Knows nothing about customer.io, state or planning; rotated refresh tokens are persisted
+//! through a [`TokenStore`] the caller provides.
+
+pub mod decode;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::{GisAuth, GisConfig, OAuthConfig, Secret};
+use crate::http::{self, Counters, Failure, RetryPolicy};
+use crate::model::{Application, Person, PersonId};
+
+/// `currentPerson { id }`: preflight and `check`.
+pub const CURRENT_PERSON_QUERY: &str = "query CurrentPerson { currentPerson { id } }";
+
+/// People of the configured LCs (or by id), one page.
+pub const PEOPLE_QUERY: &str = "query People($filters: PeopleFilter, $page: Int, $perPage: Int) {
+  people(filters: $filters, page: $page, per_page: $perPage) {
+    paging { current_page total_pages total_items }
+    data {
+      id email first_name last_name full_name dob created_at updated_at interviewed
+      profile_photo status cv_url nps_score
+      permissions { can_apply }
+      home_lc { id name }
+      home_mc { name }
+    }
+  }
+}";
+
+/// Applications of the people of the configured LCs (or of one person), one page.
+pub const APPLICATIONS_QUERY: &str =
+    "query Applications($filters: ApplicationFilter, $page: Int, $perPage: Int) {
+  allOpportunityApplication(filters: $filters, page: $page, per_page: $perPage) {
+    paging { current_page total_pages total_items }
+    data {
+      id status created_at updated_at date_matched an_signed_at date_approved date_realized
+      experience_end_date matched_or_rejected_at date_approval_broken date_realisation_broke
+      meta {
+        date_matched date_approved date_realized remote_realized_at date_completed
+        date_withdrawn date_rejected date_approval_broken date_realisation_broke
+        date_remote_realization_broken_at
+      }
+      person { id }
+      opportunity {
+        id title
+        programme { short_name short_name_display }
+        programmes { short_name short_name_display }
+      }
+    }
+  }
+}";
+
+/// How many pages are read at once.
+const PAGE_CONCURRENCY: usize = 4;
+
+/// Why a GIS read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GisError {
+    /// GIS (or its token endpoint) refused the credentials or the permission.
+    #[error("GIS refused the credentials: {0}")]
+    Auth(String),
+    /// GIS could not be reached, or kept failing, or answered something unusable.
+    #[error("GIS is unavailable: {0}")]
+    Unavailable(String),
+    /// The run's deadline arrived while waiting on GIS.
+    #[error("GIS read stopped at the run's deadline: {0}")]
+    Deadline(String),
+    /// A rotated refresh token could not be persisted; it must not be used unsaved.
+    #[error("cannot persist the rotated GIS refresh token: {0}")]
+    Persist(String),
+}
+
+impl From<GisError> for crate::error::Error {
+    fn from(e: GisError) -> Self {
+        use crate::error::Error;
+        match e {
+            GisError::Auth(_) => Error::Auth(e.to_string()),
+            GisError::Unavailable(_) => Error::Unavailable(e.to_string()),
+            GisError::Deadline(_) => Error::TimeBudget(e.to_string()),
+            GisError::Persist(_) => Error::State(e.to_string()),
+        }
+    }
+}
+
+/// Where OAuth tokens live between runs (SPEC 2: the rotated refresh token is persisted in
+/// `data_dir` before the new access token is used).
+pub trait TokenStore: Send + Sync {
+    /// The refresh token to use next, and a cached access token if one is still valid.
+    ///
+    /// # Errors
+    /// A message when the store cannot be read.
+    fn load(&self) -> Result<(Secret, Option<Secret>), String>;
+    /// Persists a rotated refresh token (and the access token issued with it).
+    ///
+    /// # Errors
+    /// A message when the store cannot be written; the new tokens must then not be used.
+    fn save(
+        &self,
+        refresh: &Secret,
+        access: &Secret,
+        expires_in: Option<u64>,
+    ) -> Result<(), String>;
+}
+
+/// People and applications read in one run, decoded, de-duplicated, with what was skipped.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub people: Vec<Person>,
+    pub applications: Vec<Application>,
+    /// Skipped records per reason.
+    pub skipped: BTreeMap<String, u64>,
+}
+
+enum Auth {
+    Static(Secret),
+    OAuth {
+        config: OAuthConfig,
+        store: Arc<dyn TokenStore>,
+        /// The access token in use, with a generation number so concurrent 401s refresh once.
+        current: Mutex<(Option<Secret>, u64)>,
+    },
+}
+
+/// A GIS client for one run.
+pub struct GisClient {
+    http: reqwest::Client,
+    endpoint: String,
+    home_lcs: Vec<u64>,
+    page_size: u32,
+    auth: Auth,
+    policy: RetryPolicy,
+    deadline: Option<Instant>,
+    /// Requests, retries and bytes sent, for the run summary.
+    pub counters: Arc<Counters>,
+    token_refreshes: AtomicU64,
+}
+
+impl GisClient {
+    /// A client for `config`; OAuth tokens go through `store`.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(
+        config: &GisConfig,
+        store: Option<Arc<dyn TokenStore>>,
+        policy: RetryPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<GisClient, GisError> {
+        let http = http::client(config.request_timeout)
+            .map_err(|e| GisError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
+        let auth = match (&config.auth, store) {
+            (GisAuth::Token(token), _) => Auth::Static(token.clone()),
+            (GisAuth::OAuth(oauth), Some(store)) => Auth::OAuth {
+                config: oauth.clone(),
+                store,
+                current: Mutex::new((None, 0)),
+            },
+            (GisAuth::OAuth(_), None) => {
+                return Err(GisError::Persist("no token store for OAuth".to_owned()))
+            }
+        };
+        Ok(GisClient {
+            http,
+            endpoint: config.endpoint.clone(),
+            home_lcs: config.home_lcs.clone(),
+            page_size: config.page_size.max(1),
+            auth,
+            policy,
+            deadline,
+            counters: Arc::new(Counters::default()),
+            token_refreshes: AtomicU64::new(0),
+        })
+    }
+
+    /// How many OAuth refreshes this client made.
+    pub fn token_refreshes(&self) -> u64 {
+        self.token_refreshes.load(Ordering::Relaxed)
+    }
+
+    /// `currentPerson { id }`: proves the credential works.
+    ///
+    /// # Errors
+    /// [`GisError`] as for any query.
+    pub async fn current_person_id(&self) -> Result<String, GisError> {
+        let data = self
+            .query(CURRENT_PERSON_QUERY, json!({}), "currentPerson")
+            .await?;
+        data.pointer("/currentPerson/id")
+            .and_then(|v| decode::string(Some(v)))
+            .ok_or_else(|| GisError::Unavailable("currentPerson answered without an id".to_owned()))
+    }
+
+    /// Every person of the configured LCs and every application of those people.
+    ///
+    /// # Errors
+    /// [`GisError`] when a page cannot be read after retries.
+    pub async fn read_all(&self) -> Result<Snapshot, GisError> {
+        let mut snapshot = Snapshot::default();
+        let people_filter = json!({ "home_committee": self.home_lcs });
+        let people = self
+            .read_pages(PEOPLE_QUERY, "people", people_filter, &mut snapshot.skipped)
+            .await?;
+        let apps = self
+            .read_pages(
+                APPLICATIONS_QUERY,
+                "allOpportunityApplication",
+                json!({ "person_home_lc": self.home_lcs }),
+                &mut snapshot.skipped,
+            )
+            .await?;
+        snapshot.people = decode_all(people, decode::person, &mut snapshot.skipped);
+        snapshot.applications = decode_all(apps, decode::application, &mut snapshot.skipped);
+        Ok(snapshot)
+    }
+
+    /// Specific people by id, and their applications (the pending list, SPEC 5.4).
+    ///
+    /// # Errors
+    /// [`GisError`] when a page cannot be read after retries.
+    pub async fn read_people_by_id(&self, ids: &BTreeSet<PersonId>) -> Result<Snapshot, GisError> {
+        let mut snapshot = Snapshot::default();
+        if ids.is_empty() {
+            return Ok(snapshot);
+        }
+        let id_strings: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let people = self
+            .read_pages(
+                PEOPLE_QUERY,
+                "people",
+                json!({ "ids": id_strings }),
+                &mut snapshot.skipped,
+            )
+            .await?;
+        // Only people still in the configured LCs count as read.
+        let people: Vec<Value> = people
+            .into_iter()
+            .filter(|p| {
+                decode::id(p.pointer("/home_lc/id")).is_some_and(|lc| self.home_lcs.contains(&lc))
+            })
+            .collect();
+        let mut apps = Vec::new();
+        for id in ids {
+            let mut page = self
+                .read_pages(
+                    APPLICATIONS_QUERY,
+                    "allOpportunityApplication",
+                    json!({ "person_id": id }),
+                    &mut snapshot.skipped,
+                )
+                .await?;
+            apps.append(&mut page);
+        }
+        snapshot.people = decode_all(people, decode::person, &mut snapshot.skipped);
+        snapshot.applications = decode_all(apps, decode::application, &mut snapshot.skipped);
+        Ok(snapshot)
+    }
+
+    /// Reads every page of a list query: page 1 first, then the rest concurrently; pages past
+    /// the first answer's `total_pages` are read while they keep coming (records can be added
+    /// while we read). Records are de-duplicated by raw id later.
+    async fn read_pages(
+        &self,
+        query: &str,
+        root: &str,
+        filters: Value,
+        skipped: &mut BTreeMap<String, u64>,
+    ) -> Result<Vec<Value>, GisError> {
+        let first = self.page(query, root, &filters, 1).await?;
+        let mut total_pages = first.total_pages;
+        let mut records = first.data;
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let mut next = 2u64;
+        while next <= total_pages {
+            let pages: Vec<u64> = (next..=total_pages).collect();
+            next = total_pages + 1;
+            let results: Vec<Result<PageData, GisError>> = stream::iter(pages)
+                .map(|n| self.page(query, root, &filters, n))
+                .buffered(PAGE_CONCURRENCY)
+                .collect()
+                .await;
+            let mut ended = false;
+            for result in results {
+                let page = result?;
+                if page.data.is_empty() {
+                    ended = true;
+                }
+                total_pages = total_pages.max(page.total_pages);
+                records.extend(page.data);
+            }
+            if ended {
+                break;
+            }
+        }
+        let before = records.len();
+        let records = dedup_by_id(records);
+        let duplicates = before - records.len();
+        if duplicates > 0 {
+            tracing::info!(
+                root,
+                duplicates,
+                "GIS returned some records twice while paging."
+            );
+            *skipped.entry(format!("{root}_duplicate")).or_default() += duplicates as u64;
+        }
+        Ok(records)
+    }
+
+    async fn page(
+        &self,
+        query: &str,
+        root: &str,
+        filters: &Value,
+        page: u64,
+    ) -> Result<PageData, GisError> {
+        let variables = json!({ "filters": filters, "page": page, "perPage": self.page_size });
+        let data = self.query(query, variables, root).await?;
+        let list = data.get(root).filter(|v| !v.is_null()).ok_or_else(|| {
+            GisError::Unavailable(format!("GIS answered no `{root}` for page {page}"))
+        })?;
+        let records = match list.get("data") {
+            Some(Value::Array(items)) => items.clone(),
+            Some(Value::Null) | None => Vec::new(),
+            Some(_) => {
+                return Err(GisError::Unavailable(format!(
+                    "`{root}.data` is not a list on page {page}"
+                )))
+            }
+        };
+        let total_pages = list
+            .pointer("/paging/total_pages")
+            .and_then(|v| decode::string(Some(v)))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Ok(PageData {
+            data: records,
+            total_pages,
+        })
+    }
+
+    /// Runs one query: retries transient failures; on a 401 with OAuth, refreshes once and
+    /// retries; a second 401 is an authentication failure.
+    async fn query(&self, query: &str, variables: Value, what: &str) -> Result<Value, GisError> {
+        let body = json!({ "query": query, "variables": variables });
+        let mut refreshed = false;
+        let mut graphql_failures = 0u32;
+        loop {
+            let (token, generation) = self.access_token().await?;
+            let reply = http::send_with_retry(
+                || {
+                    self.http
+                        .post(&self.endpoint)
+                        .header(reqwest::header::AUTHORIZATION, token.expose())
+                        .json(&body)
+                },
+                &self.policy,
+                None,
+                &self.counters,
+                self.deadline,
+                what,
+            )
+            .await
+            .map_err(|f| match f {
+                Failure::Deadline { .. } => GisError::Deadline(f.to_string()),
+                Failure::Exhausted { .. } => GisError::Unavailable(format!("{what}: {f}")),
+            })?;
+            match reply.status {
+                200..=299 => {}
+                401 => {
+                    if refreshed || matches!(self.auth, Auth::Static(_)) {
+                        return Err(GisError::Auth(format!(
+                            "HTTP 401 on {what}: {}",
+                            reply.body_excerpt(200)
+                        )));
+                    }
+                    self.refresh(generation).await?;
+                    refreshed = true;
+                    continue;
+                }
+                403 => {
+                    return Err(GisError::Auth(format!(
+                        "HTTP 403 on {what}: {}",
+                        reply.body_excerpt(200)
+                    )))
+                }
+                status => {
+                    return Err(GisError::Unavailable(format!(
+                        "HTTP {status} on {what}: {}",
+                        reply.body_excerpt(200)
+                    )))
+                }
+            }
+            let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
+            let data = parsed
+                .as_ref()
+                .and_then(|v| v.get("data"))
+                .filter(|d| !d.is_null());
+            match (data, &parsed) {
+                (Some(data), _) => return Ok(data.clone()),
+                (None, parsed) => {
+                    // HTML with 200, a cut body, or `errors[]` with `data: null`: GIS had a bad moment.
+                    graphql_failures += 1;
+                    let message = parsed
+                        .as_ref()
+                        .and_then(|v| v.pointer("/errors/0/message"))
+                        .and_then(Value::as_str)
+                        .map_or_else(|| reply.body_excerpt(200), str::to_owned);
+                    if graphql_failures >= self.policy.max_attempts {
+                        return Err(GisError::Unavailable(format!(
+                            "{what}: GIS answered: {message}"
+                        )));
+                    }
+                    tracing::info!(request = what, error = %message, "GIS answered without data; retrying.");
+                    tokio::time::sleep(self.policy.backoff(graphql_failures)).await;
+                }
+            }
+        }
+    }
+
+    /// The access token to use now and its generation; with OAuth, refreshes if none is held.
+    async fn access_token(&self) -> Result<(Secret, u64), GisError> {
+        match &self.auth {
+            Auth::Static(token) => Ok((token.clone(), 0)),
+            Auth::OAuth { current, store, .. } => {
+                {
+                    let guard = current.lock().await;
+                    if let (Some(token), generation) = &*guard {
+                        return Ok((token.clone(), *generation));
+                    }
+                }
+                let (_, cached) = store.load().map_err(GisError::Persist)?;
+                if let Some(cached) = cached {
+                    let mut guard = current.lock().await;
+                    if guard.0.is_none() {
+                        *guard = (Some(cached), guard.1 + 1);
+                    }
+                    let (token, generation) = &*guard;
+                    return Ok((token.clone().expect("just set"), *generation));
+                }
+                self.refresh(0).await?;
+                let guard = current.lock().await;
+                Ok((guard.0.clone().expect("set by refresh"), guard.1))
+            }
+        }
+    }
+
+    /// Exchanges the refresh token for a new pair, persists the rotated refresh token, then
+    /// installs the new access token. Only one refresh per generation: a request that saw a
+    /// 401 on an older token just picks up the newer one.
+    async fn refresh(&self, seen_generation: u64) -> Result<(), GisError> {
+        let Auth::OAuth {
+            config,
+            store,
+            current,
+        } = &self.auth
+        else {
+            return Ok(());
+        };
+        let mut guard = current.lock().await;
+        if guard.1 > seen_generation && guard.0.is_some() {
+            return Ok(());
+        }
+        let (refresh_token, _) = store.load().map_err(GisError::Persist)?;
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ];
+        let reply = http::send_with_retry(
+            || {
+                self.http
+                    .post(&config.token_url)
+                    .basic_auth(&config.client_id, Some(config.client_secret.expose()))
+                    .form(&form)
+            },
+            &self.policy,
+            None,
+            &self.counters,
+            self.deadline,
+            "oauth token refresh",
+        )
+        .await
+        .map_err(|f| match f {
+            Failure::Deadline { .. } => GisError::Deadline(f.to_string()),
+            Failure::Exhausted { .. } => GisError::Unavailable(format!("token endpoint: {f}")),
+        })?;
+        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        if !(200..300).contains(&reply.status) {
+            let error = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            let message = format!(
+                "the token endpoint refused the refresh (HTTP {}, {error}); re-bootstrap gis.oauth.refresh_token",
+                reply.status
+            );
+            return Err(if matches!(reply.status, 400 | 401 | 403) {
+                GisError::Auth(message)
+            } else {
+                GisError::Unavailable(message)
+            });
+        }
+        let access = body.get("access_token").and_then(Value::as_str);
+        let rotated = body.get("refresh_token").and_then(Value::as_str);
+        let (Some(access), Some(rotated)) = (access, rotated) else {
+            return Err(GisError::Unavailable(
+                "the token endpoint answered without access_token/refresh_token".to_owned(),
+            ));
+        };
+        let access = Secret::new(access);
+        let rotated = Secret::new(rotated);
+        let expires_in = body.get("expires_in").and_then(Value::as_u64);
+        // Persist first: the old refresh token is already revoked, so losing the new one
+        // would lock us out until an operator re-bootstraps.
+        store
+            .save(&rotated, &access, expires_in)
+            .map_err(GisError::Persist)?;
+        self.token_refreshes.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("GIS access token refreshed; rotated refresh token persisted.");
+        *guard = (Some(access), guard.1 + 1);
+        Ok(())
+    }
+}
+
+struct PageData {
+    data: Vec<Value>,
+    total_pages: u64,
+}
+
+/// Keeps the last copy of each id (a record seen twice moved between pages; the later read
+/// is at least as fresh). Records without a usable id are kept for the decoder to skip.
+fn dedup_by_id(records: Vec<Value>) -> Vec<Value> {
+    let mut by_id: BTreeMap<u64, Value> = BTreeMap::new();
+    let mut without_id = Vec::new();
+    for record in records {
+        match decode::id(record.get("id")) {
+            Some(id) => {
+                by_id.insert(id, record);
+            }
+            None => without_id.push(record),
+        }
+    }
+    without_id.extend(by_id.into_values());
+    without_id
+}
+
+fn decode_all<T>(
+    records: Vec<Value>,
+    decode: fn(&Value) -> Result<T, decode::Skip>,
+    skipped: &mut BTreeMap<String, u64>,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(records.len());
+    for record in &records {
+        match decode(record) {
+            Ok(item) => out.push(item),
+            Err(skip) => {
+                tracing::info!(reason = skip.reason, id = %skip.id, "Skipped a GIS record.");
+                *skipped.entry(skip.reason.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_one_copy_per_id() {
+        let records = vec![
+            json!({"id": "1", "v": "old"}),
+            json!({"id": 2}),
+            json!({"id": "1", "v": "new"}),
+            json!({"id": "x"}),
+        ];
+        let out = dedup_by_id(records);
+        assert_eq!(out.len(), 3);
+        assert!(out.contains(&json!({"id": "1", "v": "new"})));
+        assert!(out.contains(&json!({"id": "x"})));
+    }
+
+    #[test]
+    fn queries_never_select_password_and_are_read_only() {
+        for q in [CURRENT_PERSON_QUERY, PEOPLE_QUERY, APPLICATIONS_QUERY] {
+            assert!(q.trim_start().starts_with("query "), "{q}");
+            assert!(!q.contains("password"));
+            assert!(!q.contains("mutation"));
+        }
+    }
+}

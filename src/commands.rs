@@ -1,0 +1,293 @@
+//! The commands `run`, `check` and `status` (SPEC 1), from a loaded config to an exit code
+//! and the text for stdout. Printing and the process exit stay in `main.rs`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::cio::CioClient;
+use crate::cli::RunArgs;
+use crate::config::{self, Config, Region};
+use crate::error::{self, Error};
+use crate::http::RetryPolicy;
+use crate::lock;
+use crate::state;
+use crate::summary::Summary;
+use crate::sync::{self, RunOptions};
+
+/// What a command wants printed, and how the process should exit.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// For stdout.
+    pub stdout: String,
+    pub code: u8,
+    /// The error that ended the command, already logged.
+    pub error: Option<String>,
+}
+
+/// The config path: `--config`, else `CIOSYNC_CONFIG`, else `/etc/ciosync/config.toml`.
+pub fn config_path(flag: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| {
+            env("CIOSYNC_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(config::default_config_path)
+}
+
+/// The runtime every command uses: two workers, like the machines it runs on.
+///
+/// # Errors
+/// When the runtime cannot be built.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Unavailable(format!("cannot start the async runtime: {e}")))
+}
+
+/// `ciosync run`.
+pub fn run(config: &Config, args: &RunArgs, now: DateTime<Utc>) -> Output {
+    let options = RunOptions {
+        dry_run: args.dry_run,
+        full: args.full,
+        allow_large_change: args.allow_large_change,
+    };
+    let result =
+        runtime().and_then(|rt| rt.block_on(sync::run(config, &options, now, Instant::now())));
+    match result {
+        Err(e @ Error::Locked(_)) => {
+            tracing::info!(error = %e, "Skipping this run.");
+            Output {
+                stdout: String::new(),
+                code: e.code(),
+                error: None,
+            }
+        }
+        Err(e) => fail(&e),
+        Ok(result) => {
+            let mut stdout = String::new();
+            if let Some(plan) = &result.dry_run {
+                stdout = if args.json {
+                    let mut text = serde_json::to_string_pretty(&DryRunJson {
+                        people: plan,
+                        summary: &result.summary,
+                    })
+                    .expect("a plan always serializes");
+                    text.push('\n');
+                    text
+                } else {
+                    sync::dry_run_text(plan)
+                };
+            } else if args.json {
+                stdout = serde_json::to_string_pretty(&result.summary)
+                    .expect("a summary always serializes");
+                stdout.push('\n');
+            } else if args.verbose > 0 {
+                stdout = result.summary.to_text();
+            }
+            let error = result.error.as_ref().map(|e| {
+                log_failure(e);
+                error::chain(e)
+            });
+            Output {
+                stdout,
+                code: result.code(),
+                error,
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DryRunJson<'a> {
+    people: &'a [sync::DryRunPerson],
+    summary: &'a Summary,
+}
+
+fn log_failure(e: &Error) {
+    match e {
+        Error::TimeBudget(_) => {
+            tracing::warn!(error = %error::chain(e), "Run stopped early; the next run resumes.")
+        }
+        _ => tracing::error!(error = %error::chain(e), "Run could not finish."),
+    }
+}
+
+fn fail(e: &Error) -> Output {
+    log_failure(e);
+    Output {
+        stdout: String::new(),
+        code: e.code(),
+        error: Some(error::chain(e)),
+    }
+}
+
+/// `ciosync check`: the config is valid (it was loaded), GIS `currentPerson`, customer.io
+/// region. One line per check; exit 0 only if all pass.
+pub fn check(config: &Config) -> Output {
+    let mut out = Output {
+        stdout: format!("config: ok ({})\n", config.path.display()),
+        ..Output::default()
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let mut first_error: Option<Error> = None;
+    let gis = runtime.block_on(async {
+        if matches!(config.gis.auth, config::GisAuth::OAuth(_)) {
+            // Rotated refresh tokens are persisted in data_dir.
+            state::ensure_data_dir(&config.data_dir)?;
+        }
+        let client = sync::gis_client(config, None)?;
+        Ok::<_, Error>(client.current_person_id().await?)
+    });
+    match gis {
+        Ok(id) => out
+            .stdout
+            .push_str(&format!("gis: ok (current person {id})\n")),
+        Err(e) => {
+            out.stdout
+                .push_str(&format!("gis: FAILED: {}\n", error::chain(&e)));
+            first_error.get_or_insert(e);
+        }
+    }
+    let cio = runtime.block_on(async {
+        let client = CioClient::new(&config.customerio, RetryPolicy::default(), None)?;
+        let info = client.region().await?;
+        Ok::<_, Error>((info, client.base_url().to_owned()))
+    });
+    match cio {
+        Ok((info, base)) => {
+            let expected = match config.customerio.region {
+                Region::Us => "us",
+                Region::Eu => "eu",
+            };
+            if config.customerio.track_url.is_none() && info.region != expected {
+                let e = Error::WrongRegion(format!(
+                    "customer.io says this account is in region `{}` ({}), but customerio.region is `{expected}` in {}",
+                    info.region,
+                    info.url,
+                    config.path.display()
+                ));
+                out.stdout.push_str(&format!("customerio: FAILED: {e}\n"));
+                first_error.get_or_insert(e);
+            } else {
+                out.stdout.push_str(&format!(
+                    "customerio: ok (region {}, {base})\n",
+                    info.region
+                ));
+            }
+        }
+        Err(e) => {
+            out.stdout
+                .push_str(&format!("customerio: FAILED: {}\n", error::chain(&e)));
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_error {
+        out.code = e.code();
+        out.error = Some(error::chain(&e));
+    }
+    out
+}
+
+/// What `ciosync status` reports.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub data_dir: PathBuf,
+    pub lock_held: bool,
+    pub state_exists: bool,
+    pub people: usize,
+    pub applications: usize,
+    pub pending_people: usize,
+    pub last_full_read: Option<DateTime<Utc>>,
+    pub watermark: Option<DateTime<Utc>>,
+    pub run_in_progress_since: Option<DateTime<Utc>>,
+    pub last_run: Option<Summary>,
+}
+
+/// `ciosync status`: the last run, the state's size, the lock.
+pub fn status(config: &Config, json: bool) -> Output {
+    let data_dir = &config.data_dir;
+    let loaded = match state::load(data_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.into()),
+    };
+    let last_run = std::fs::read(data_dir.join(sync::LAST_RUN_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Summary>(&bytes).ok());
+    let status = Status {
+        data_dir: data_dir.clone(),
+        lock_held: data_dir.exists() && lock::is_held(data_dir).unwrap_or(false),
+        state_exists: loaded.is_some(),
+        people: loaded.as_ref().map_or(0, |s| s.people.len()),
+        applications: loaded.as_ref().map_or(0, |s| s.applications.len()),
+        pending_people: loaded.as_ref().map_or(0, |s| s.pending_people.len()),
+        last_full_read: loaded.as_ref().and_then(|s| s.last_full_read),
+        watermark: loaded.as_ref().and_then(|s| s.watermark),
+        run_in_progress_since: loaded.as_ref().and_then(|s| s.run_in_progress),
+        last_run,
+    };
+    let stdout = if json {
+        let mut text = serde_json::to_string_pretty(&status).expect("status always serializes");
+        text.push('\n');
+        text
+    } else {
+        status_text(&status)
+    };
+    Output {
+        stdout,
+        code: error::code::OK,
+        error: None,
+    }
+}
+
+fn status_text(s: &Status) -> String {
+    let when = |t: Option<DateTime<Utc>>| t.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
+    let mut out = format!("data dir: {}\n", s.data_dir.display());
+    out.push_str(&format!(
+        "lock: {}\n",
+        if s.lock_held {
+            "held by a running ciosync"
+        } else {
+            "free"
+        }
+    ));
+    if s.state_exists {
+        out.push_str(&format!(
+            "state: {} people, {} applications, {} pending\n",
+            s.people, s.applications, s.pending_people
+        ));
+    } else {
+        out.push_str("state: none yet (the first run does a full sync)\n");
+    }
+    out.push_str(&format!("last full read: {}\n", when(s.last_full_read)));
+    out.push_str(&format!(
+        "last completed run started: {}\n",
+        when(s.watermark)
+    ));
+    if let Some(t) = s.run_in_progress_since {
+        out.push_str(&format!(
+            "unfinished run since: {} (the next run resumes it)\n",
+            t.to_rfc3339()
+        ));
+    }
+    match &s.last_run {
+        Some(summary) => {
+            out.push_str("last run:\n");
+            for line in summary.to_text().lines() {
+                out.push_str("  ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        None => out.push_str("last run: none recorded\n"),
+    }
+    out
+}

@@ -1,0 +1,160 @@
+//! The run summary (SPEC 6): what one run did, for `-v`, `--json`, `last_run.json`,
+//! `ciosync status` and the Prometheus textfile.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A record customer.io refused for good in this run; retried next run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub person_id: u64,
+    /// `identify` or the event name.
+    pub write: String,
+    /// customer.io's message.
+    pub reason: String,
+}
+
+/// Everything SPEC 6 asks a run to report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `ok`, `partial`, `dry_run`, or the error class that stopped the run.
+    pub outcome: String,
+    pub exit_code: u8,
+    /// What stopped the run early, if anything.
+    pub error: Option<String>,
+    pub dry_run: bool,
+    pub full_read: bool,
+    pub people_seen: u64,
+    pub applications_seen: u64,
+    /// People with at least one write planned.
+    pub people_changed: u64,
+    pub identifies_sent: u64,
+    pub events_sent: u64,
+    pub events_by_name: BTreeMap<String, u64>,
+    pub skipped: BTreeMap<String, u64>,
+    pub unknown_statuses: BTreeMap<String, u64>,
+    pub truncated_values: u64,
+    pub people_left_scope: u64,
+    pub rejected: Vec<Rejection>,
+    /// People whose writes are not all confirmed yet (retried next run).
+    pub pending_people: u64,
+    pub gis_requests: u64,
+    pub cio_requests: u64,
+    pub retries: u64,
+    pub cio_bytes_sent: u64,
+    pub token_refreshes: u64,
+}
+
+impl Summary {
+    /// Several lines for a person reading `-v` output.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let when = |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339());
+        let _ = writeln!(out, "outcome: {} (exit {})", self.outcome, self.exit_code);
+        if let Some(error) = &self.error {
+            let _ = writeln!(out, "error: {error}");
+        }
+        let _ = writeln!(
+            out,
+            "started: {}  ended: {}",
+            when(self.started_at),
+            when(self.ended_at)
+        );
+        let _ = writeln!(
+            out,
+            "read: {} people, {} applications ({} read)",
+            self.people_seen,
+            self.applications_seen,
+            if self.full_read {
+                "full"
+            } else {
+                "incremental"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "sent: {} identifies, {} events to {} changed people",
+            self.identifies_sent, self.events_sent, self.people_changed
+        );
+        for (name, n) in &self.events_by_name {
+            let _ = writeln!(out, "  {name}: {n}");
+        }
+        let map_line = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !self.skipped.is_empty() {
+            let _ = writeln!(out, "skipped: {}", map_line(&self.skipped));
+        }
+        if !self.unknown_statuses.is_empty() {
+            let _ = writeln!(
+                out,
+                "unknown statuses: {}",
+                map_line(&self.unknown_statuses)
+            );
+        }
+        if self.truncated_values > 0 {
+            let _ = writeln!(out, "values cut to 1000 bytes: {}", self.truncated_values);
+        }
+        if self.people_left_scope > 0 {
+            let _ = writeln!(
+                out,
+                "people who left the configured LCs: {}",
+                self.people_left_scope
+            );
+        }
+        for r in &self.rejected {
+            let _ = writeln!(
+                out,
+                "rejected: person {} {}: {}",
+                r.person_id, r.write, r.reason
+            );
+        }
+        if self.pending_people > 0 {
+            let _ = writeln!(
+                out,
+                "pending (retried next run): {} people",
+                self.pending_people
+            );
+        }
+        let _ = writeln!(
+            out,
+            "requests: GIS {}, customer.io {} ({} bytes), retries {}",
+            self.gis_requests, self.cio_requests, self.cio_bytes_sent, self.retries
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_and_text_mentions_rejections() {
+        let mut s = Summary {
+            outcome: "partial".into(),
+            exit_code: 1,
+            ..Summary::default()
+        };
+        s.events_by_name.insert("GCDPapplied".into(), 3);
+        s.rejected.push(Rejection {
+            person_id: 7,
+            write: "identify".into(),
+            reason: "HTTP 400: too long".into(),
+        });
+        let json = serde_json::to_string(&s).expect("serializes");
+        let back: Summary = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, s);
+        let text = s.to_text();
+        assert!(text.contains("GCDPapplied: 3"));
+        assert!(text.contains("rejected: person 7 identify: HTTP 400: too long"));
+    }
+}
