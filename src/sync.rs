@@ -14,8 +14,8 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cio::{self, CioClient, CioError, Outcome};
-use crate::config::{Config, GisAuth, Secret};
+use crate::cio::{self, BatchOp, CioClient, CioError, Outcome};
+use crate::config::{CioApi, Config, GisAuth, Secret};
 use crate::credentials;
 use crate::error::{self, Error};
 use crate::gis::{GisClient, TokenStore};
@@ -28,6 +28,8 @@ use crate::summary::{Rejection, Summary};
 
 /// People whose writes may be in flight at once (each person's own writes stay in order).
 const PERSON_CONCURRENCY: usize = 16;
+/// v2 batches in flight at once.
+const BATCH_CONCURRENCY: usize = 4;
 /// How often the state is saved while writes are confirmed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The large-change refusals apply only when the state knows at least this many people.
@@ -323,8 +325,8 @@ impl Engine<'_> {
         self.summary.people_left_scope = stats.people_left_scope;
     }
 
-    /// Sends the plan: people concurrently (bounded), each person's writes in order; every
-    /// confirmed write goes into the state, which is saved at checkpoints.
+    /// Sends the plan and saves the state at checkpoints; the state records every write
+    /// customer.io confirmed, whatever stops the run.
     async fn execute(
         &mut self,
         state: &mut State,
@@ -339,30 +341,20 @@ impl Engine<'_> {
             .map(|p| p.person_id)
             .collect::<BTreeSet<_>>();
         state::save(data_dir, state)?;
-        let mut last_save = Instant::now();
-        let mut stop: Option<Error> = None;
-        {
-            let mut results = stream::iter(plan.people)
-                .map(|person| send_person(cio, person))
-                .buffer_unordered(PERSON_CONCURRENCY);
-            while let Some(result) = results.next().await {
-                self.apply(state, &result);
-                if let Some(fatal) = result.fatal {
-                    stop = Some(fatal.into());
-                    break;
-                }
-                if last_save.elapsed() >= CHECKPOINT_EVERY {
-                    state::save(data_dir, state)?;
-                    last_save = Instant::now();
-                }
-                if Instant::now() >= self.soft_deadline {
-                    stop = Some(Error::TimeBudget(
-                        humantime::format_duration(self.config.safety.time_budget).to_string(),
-                    ));
-                    break;
-                }
-            }
-        }
+        let mut checkpoint = Checkpoint {
+            data_dir,
+            last_save: Instant::now(),
+            soft_deadline: self.soft_deadline,
+            budget: self.config.safety.time_budget,
+        };
+        let stop = match self.config.customerio.api {
+            CioApi::V1 => self.execute_v1(state, plan, cio, &mut checkpoint).await,
+            CioApi::Batch => self.execute_batch(state, plan, cio, &mut checkpoint).await,
+        };
+        let stop = match stop {
+            Ok(()) => None,
+            Err(e) => Some(e),
+        };
         if stop.is_none() {
             state.run_in_progress = None;
             state.watermark = Some(self.now);
@@ -373,6 +365,162 @@ impl Engine<'_> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// `api = "v1"`: people concurrently (bounded), each person's writes in order.
+    async fn execute_v1(
+        &mut self,
+        state: &mut State,
+        plan: Plan,
+        cio: &CioClient,
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<(), Error> {
+        let mut results = stream::iter(plan.people)
+            .map(|person| send_person(cio, person))
+            .buffer_unordered(PERSON_CONCURRENCY);
+        while let Some(result) = results.next().await {
+            self.apply(state, &result);
+            if let Some(fatal) = result.fatal {
+                return Err(fatal.into());
+            }
+            checkpoint.after_progress(state)?;
+        }
+        Ok(())
+    }
+
+    /// `api = "batch"` (SPEC 4.4): every identify of the run first, packed into v2 batches;
+    /// then the events of the people whose identify was confirmed (or who needed none).
+    /// Batches go out concurrently (bounded, rate-limited). An application's state advances
+    /// only over its confirmed events in order, so a rejected event is never skipped over.
+    async fn execute_batch(
+        &mut self,
+        state: &mut State,
+        plan: Plan,
+        cio: &CioClient,
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<(), Error> {
+        let people = plan.people;
+        let mut blocked: BTreeSet<PersonId> = BTreeSet::new();
+
+        // Phase 1: identifies.
+        let identifies: Vec<&PersonPlan> = people.iter().filter(|p| p.identify.is_some()).collect();
+        let ops: Vec<BatchOp> = identifies
+            .iter()
+            .map(|p| {
+                BatchOp::identify(
+                    p.person_id,
+                    &p.identify.as_ref().expect("filtered").attributes,
+                )
+            })
+            .collect();
+        let (batches, oversize) = cio::pack(&ops);
+        for i in oversize {
+            blocked.insert(identifies[i].person_id);
+            self.reject(
+                identifies[i].person_id,
+                "identify",
+                "operation over 32 KB; not sent",
+            );
+        }
+        let mut results = stream::iter(batches)
+            .map(|range| async { (range.clone(), cio.batch(&ops[range]).await) })
+            .buffer_unordered(BATCH_CONCURRENCY);
+        while let Some((range, outcome)) = results.next().await {
+            for (i, outcome) in range.clone().zip(outcome?) {
+                let person = identifies[i];
+                match outcome {
+                    Outcome::Confirmed => {
+                        let after = &person.identify.as_ref().expect("filtered").after;
+                        state.people.insert(person.person_id, after.clone());
+                        self.summary.identifies_sent += 1;
+                    }
+                    Outcome::Rejected(reason) => {
+                        blocked.insert(person.person_id);
+                        self.reject(person.person_id, "identify", &reason);
+                    }
+                }
+            }
+            checkpoint.after_progress(state)?;
+        }
+        drop(results);
+
+        // Phase 2: events, in plan order.
+        let events: Vec<(PersonId, &plan::PlannedEvent)> = people
+            .iter()
+            .filter(|p| !blocked.contains(&p.person_id))
+            .flat_map(|p| p.events.iter().map(move |e| (p.person_id, e)))
+            .collect();
+        let ops: Vec<BatchOp> = events
+            .iter()
+            .map(|(person_id, e)| {
+                BatchOp::event(
+                    *person_id,
+                    cio::Event {
+                        name: &e.name,
+                        id: &e.id,
+                        timestamp: e.timestamp,
+                        data: &e.data,
+                    },
+                )
+            })
+            .collect();
+        let mut progress = EventProgress::new(events.iter().map(|(_, e)| e.application_id));
+        let (batches, oversize) = cio::pack(&ops);
+        for i in oversize {
+            progress.settle(i, false);
+            blocked.insert(events[i].0);
+            self.reject(
+                events[i].0,
+                &events[i].1.name,
+                "operation over 32 KB; not sent",
+            );
+        }
+        let mut results = stream::iter(batches)
+            .map(|range| async { (range.clone(), cio.batch(&ops[range]).await) })
+            .buffer_unordered(BATCH_CONCURRENCY);
+        while let Some((range, outcome)) = results.next().await {
+            for (i, outcome) in range.clone().zip(outcome?) {
+                let (person_id, event) = events[i];
+                match outcome {
+                    Outcome::Confirmed => {
+                        progress.settle(i, true);
+                        self.summary.events_sent += 1;
+                        *self
+                            .summary
+                            .events_by_name
+                            .entry(event.name.clone())
+                            .or_default() += 1;
+                    }
+                    Outcome::Rejected(reason) => {
+                        progress.settle(i, false);
+                        blocked.insert(person_id);
+                        self.reject(person_id, &event.name, &reason);
+                    }
+                }
+            }
+            for i in progress.take_applicable() {
+                let event = events[i].1;
+                state
+                    .applications
+                    .insert(event.application_id, event.after.clone());
+            }
+            checkpoint.after_progress(state)?;
+        }
+        for person in &people {
+            if !blocked.contains(&person.person_id) {
+                state.pending_people.remove(&person.person_id);
+            }
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, person_id: PersonId, write: &str, reason: &str) {
+        tracing::warn!(person_id, write = %write, reason = %reason, "customer.io rejected a write; it is retried next run.");
+        self.summary.rejected.push(Rejection {
+            person_id,
+            write: write.to_owned(),
+            reason: reason.to_owned(),
+        });
     }
 
     fn apply(&mut self, state: &mut State, result: &PersonResult) {
@@ -386,16 +534,86 @@ impl Engine<'_> {
             *self.summary.events_by_name.entry(name.clone()).or_default() += 1;
         }
         for (write, reason) in &result.rejected {
-            tracing::warn!(person_id = result.person_id, write = %write, reason = %reason, "customer.io rejected a write; it is retried next run.");
-            self.summary.rejected.push(Rejection {
-                person_id: result.person_id,
-                write: write.clone(),
-                reason: reason.clone(),
-            });
+            self.reject(result.person_id, write, reason);
         }
         if result.rejected.is_empty() && result.fatal.is_none() && result.complete {
             state.pending_people.remove(&result.person_id);
         }
+    }
+}
+
+/// Saves the state at most once per [`CHECKPOINT_EVERY`] and stops the run at the soft
+/// deadline.
+struct Checkpoint<'a> {
+    data_dir: &'a Path,
+    last_save: Instant,
+    soft_deadline: Instant,
+    budget: Duration,
+}
+
+impl Checkpoint<'_> {
+    fn after_progress(&mut self, state: &State) -> Result<(), Error> {
+        if self.last_save.elapsed() >= CHECKPOINT_EVERY {
+            state::save(self.data_dir, state)?;
+            self.last_save = Instant::now();
+        }
+        if Instant::now() >= self.soft_deadline {
+            return Err(Error::TimeBudget(
+                humantime::format_duration(self.budget).to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which events' state may be applied: per application, only the confirmed events before
+/// the first one not (yet) confirmed, in plan order. Batches confirm out of order.
+struct EventProgress {
+    /// Event indices per application, in plan order, and how many are applied.
+    applications: std::collections::BTreeMap<u64, (Vec<usize>, usize)>,
+    /// Per event: `None` not settled, `Some(confirmed)`.
+    settled: Vec<Option<bool>>,
+    touched: BTreeSet<u64>,
+    application_of: Vec<u64>,
+}
+
+impl EventProgress {
+    fn new(applications: impl Iterator<Item = u64>) -> Self {
+        let application_of: Vec<u64> = applications.collect();
+        let mut map: std::collections::BTreeMap<u64, (Vec<usize>, usize)> =
+            std::collections::BTreeMap::new();
+        for (i, app) in application_of.iter().enumerate() {
+            map.entry(*app).or_default().0.push(i);
+        }
+        EventProgress {
+            applications: map,
+            settled: vec![None; application_of.len()],
+            touched: BTreeSet::new(),
+            application_of,
+        }
+    }
+
+    fn settle(&mut self, event: usize, confirmed: bool) {
+        self.settled[event] = Some(confirmed);
+        self.touched.insert(self.application_of[event]);
+    }
+
+    /// Events newly applicable since the last call, in order per application.
+    fn take_applicable(&mut self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for app in std::mem::take(&mut self.touched) {
+            let Some((events, applied)) = self.applications.get_mut(&app) else {
+                continue;
+            };
+            while let Some(&i) = events.get(*applied) {
+                if self.settled[i] != Some(true) {
+                    break;
+                }
+                out.push(i);
+                *applied += 1;
+            }
+        }
+        out
     }
 }
 
@@ -621,5 +839,30 @@ impl TokenStore for DataDirTokenStore {
                 .map(|s| Utc::now() + chrono::Duration::seconds(s)),
         };
         credentials::save(&self.data_dir, &stored).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_progress_applies_only_a_confirmed_prefix_per_application() {
+        // Events 0,1,2 belong to application 7; event 3 to application 8.
+        let mut progress = EventProgress::new([7, 7, 7, 8].into_iter());
+        progress.settle(1, true);
+        progress.settle(3, true);
+        assert_eq!(
+            progress.take_applicable(),
+            vec![3],
+            "7 waits for its first event"
+        );
+        progress.settle(0, true);
+        assert_eq!(progress.take_applicable(), vec![0, 1]);
+        progress.settle(2, false);
+        assert!(
+            progress.take_applicable().is_empty(),
+            "a rejected event is never skipped over"
+        );
     }
 }

@@ -68,6 +68,92 @@ pub struct Event<'a> {
     pub data: &'a Map<String, Value>,
 }
 
+/// The v2 batch limits (SPEC 4.4; customer.io counts KB as 1000 bytes).
+pub const BATCH_MAX_BYTES: usize = 500_000;
+/// Largest single v2 operation.
+pub const OP_MAX_BYTES: usize = 32_000;
+/// `{"batch":[` and `]}`.
+const BATCH_ENVELOPE_BYTES: usize = 12;
+
+/// One v2 operation, serialized.
+#[derive(Debug, Clone)]
+pub struct BatchOp(Vec<u8>);
+
+impl BatchOp {
+    /// An identify operation.
+    pub fn identify(person_id: u64, attributes: &Map<String, Value>) -> BatchOp {
+        BatchOp::from_value(&json!({
+            "type": "person",
+            "identifiers": {"id": person_id.to_string()},
+            "action": "identify",
+            "attributes": attributes,
+        }))
+    }
+
+    /// An event operation (v2 carries the event data in `attributes`).
+    pub fn event(person_id: u64, event: Event<'_>) -> BatchOp {
+        BatchOp::from_value(&json!({
+            "type": "person",
+            "identifiers": {"id": person_id.to_string()},
+            "action": "event",
+            "name": event.name,
+            "id": event.id,
+            "timestamp": event.timestamp,
+            "attributes": event.data,
+        }))
+    }
+
+    fn from_value(value: &Value) -> BatchOp {
+        BatchOp(serde_json::to_vec(value).expect("JSON values always serialize"))
+    }
+
+    /// Serialized size in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true: an operation is at least `{}`.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Packs operations, in order, into batches of at most [`BATCH_MAX_BYTES`]. Returns index
+/// ranges into `ops`. An operation over [`OP_MAX_BYTES`] is never packed; it is listed in
+/// the second value so the caller can report it rejected.
+pub fn pack(ops: &[BatchOp]) -> (Vec<std::ops::Range<usize>>, Vec<usize>) {
+    let mut batches = Vec::new();
+    let mut oversize = Vec::new();
+    let mut start = 0;
+    let mut size = BATCH_ENVELOPE_BYTES;
+    let mut members = 0;
+    for (i, op) in ops.iter().enumerate() {
+        if op.len() > OP_MAX_BYTES {
+            if members > 0 {
+                batches.push(start..i);
+            }
+            oversize.push(i);
+            start = i + 1;
+            size = BATCH_ENVELOPE_BYTES;
+            members = 0;
+            continue;
+        }
+        let added = op.len() + usize::from(members > 0);
+        if members > 0 && size + added > BATCH_MAX_BYTES {
+            batches.push(start..i);
+            start = i;
+            size = BATCH_ENVELOPE_BYTES;
+            members = 0;
+        }
+        size += op.len() + usize::from(members > 0);
+        members += 1;
+    }
+    if members > 0 {
+        batches.push(start..ops.len());
+    }
+    (batches, oversize)
+}
+
 /// A Track API client for one run.
 pub struct CioClient {
     http: reqwest::Client,
@@ -194,6 +280,63 @@ impl CioClient {
         })
     }
 
+    /// `POST /api/v2/batch` with `ops` (already packed within the limits). Returns one
+    /// outcome per operation: a `207` rejects only the listed `batch_index` operations; a
+    /// `413` or `400` on several operations splits the batch and resends the halves, so one
+    /// bad operation cannot sink the others.
+    ///
+    /// # Errors
+    /// [`CioError`] when the run cannot go on.
+    pub async fn batch(&self, ops: &[BatchOp]) -> Result<Vec<Outcome>, CioError> {
+        let mut outcomes = vec![Outcome::Confirmed; ops.len()];
+        let mut pending = vec![0..ops.len()];
+        let url = format!("{}/api/v2/batch", self.base);
+        while let Some(range) = pending.pop() {
+            if range.is_empty() {
+                continue;
+            }
+            let slice = &ops[range.clone()];
+            let body = bytes::Bytes::from(batch_body(slice));
+            let reply = self
+                .send(
+                    || {
+                        self.http
+                            .post(&url)
+                            .header(reqwest::header::CONTENT_TYPE, "application/json")
+                            .body(body.clone())
+                    },
+                    "batch",
+                )
+                .await?;
+            match reply.status {
+                207 => {
+                    for (slot, message) in batch_errors(&reply, slice.len()) {
+                        outcomes[range.start + slot] =
+                            Outcome::Rejected(format!("HTTP 207: {message}"));
+                    }
+                }
+                400 | 413 if slice.len() > 1 => {
+                    tracing::info!(
+                        status = reply.status,
+                        operations = slice.len(),
+                        "Batch refused; splitting it."
+                    );
+                    let middle = range.start + slice.len() / 2;
+                    pending.push(middle..range.end);
+                    pending.push(range.start..middle);
+                }
+                _ => {
+                    if let Outcome::Rejected(reason) = self.verdict(&reply, "batch")? {
+                        for slot in &mut outcomes[range] {
+                            *slot = Outcome::Rejected(reason.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
     /// Interprets a final answer: 2xx confirmed, 3xx wrong region, 401/403 credentials,
     /// other 4xx (and 501) rejected with customer.io's message.
     fn verdict(&self, reply: &Reply, what: &str) -> Result<Outcome, CioError> {
@@ -214,6 +357,48 @@ impl CioClient {
             ))),
         }
     }
+}
+
+/// `{"batch":[op,op,...]}`.
+fn batch_body(ops: &[BatchOp]) -> Vec<u8> {
+    let size = ops.iter().map(BatchOp::len).sum::<usize>() + ops.len() + BATCH_ENVELOPE_BYTES;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(b"{\"batch\":[");
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&op.0);
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+/// The `batch_index` entries of a `207` body that fall inside a batch of `len` operations.
+fn batch_errors(reply: &Reply, len: usize) -> Vec<(usize, String)> {
+    let parsed: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    let mut out = Vec::new();
+    for error in parsed
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let slot = error
+            .get("batch_index")
+            .and_then(Value::as_u64)
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|i| *i < len);
+        if let Some(slot) = slot {
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .or_else(|| error.get("reason").and_then(Value::as_str))
+                .unwrap_or("rejected");
+            out.push((slot, message.to_owned()));
+        }
+    }
+    out
 }
 
 /// customer.io's error text: `meta.error`, `meta.errors[]` or `errors[].message`, else the body.
@@ -248,6 +433,36 @@ pub fn error_message(reply: &Reply) -> String {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    fn op(size: usize) -> BatchOp {
+        BatchOp(vec![b'x'; size])
+    }
+
+    #[test]
+    fn pack_respects_the_batch_limit_and_keeps_order() {
+        let ops: Vec<BatchOp> = (0..40).map(|_| op(30_000)).collect();
+        let (batches, oversize) = pack(&ops);
+        assert!(oversize.is_empty());
+        let mut next = 0;
+        for range in &batches {
+            assert_eq!(range.start, next, "contiguous, in order");
+            next = range.end;
+            let size: usize =
+                ops[range.clone()].iter().map(BatchOp::len).sum::<usize>() + range.len() - 1
+                    + BATCH_ENVELOPE_BYTES;
+            assert!(size <= BATCH_MAX_BYTES, "{size}");
+        }
+        assert_eq!(next, ops.len());
+        assert_eq!(batches[0].len(), 16, "as many as fit");
+    }
+
+    #[test]
+    fn pack_sets_oversize_operations_aside() {
+        let ops = vec![op(10), op(OP_MAX_BYTES + 1), op(10), op(10)];
+        let (batches, oversize) = pack(&ops);
+        assert_eq!(oversize, vec![1]);
+        assert_eq!(batches, vec![0..1, 2..4]);
+    }
     use reqwest::header::HeaderMap;
 
     fn reply(status: u16, body: &str) -> Reply {
@@ -256,6 +471,17 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::from(body.to_owned()),
         }
+    }
+
+    #[test]
+    fn batch_body_and_errors() {
+        let ops = vec![BatchOp(b"{}".to_vec()), BatchOp(b"{\"a\":1}".to_vec())];
+        assert_eq!(batch_body(&ops), b"{\"batch\":[{},{\"a\":1}]}".to_vec());
+        let r = reply(
+            207,
+            r#"{"errors":[{"batch_index":1,"reason":"invalid","message":"too big"},{"batch_index":9},{"x":1}]}"#,
+        );
+        assert_eq!(batch_errors(&r, 2), vec![(1, "too big".to_owned())]);
     }
 
     #[test]
