@@ -49,7 +49,9 @@ pub mod skip {
 pub struct PlanOptions {
     /// The customer.io site id (part of every event id).
     pub site_id: String,
+    /// Which programme name goes into event names (the other one is the fallback).
     pub programme_name: ProgrammeName,
+    /// Whether old events of known applications are restamped with `now` (SPEC 4.3).
     pub late_events: LateEvents,
     /// `true` when `people` is the whole population of the configured LCs, so a person of
     /// the state who is missing from it has left scope.

@@ -121,7 +121,11 @@ fn first_sight_as_approved_replays_each_step_with_its_own_date() {
     assert_eq!(ranks, [1, 2, 3]);
     assert!(all.iter().all(|e| e.after.person_id == 10));
     assert_eq!(all[0].id, event_id("site-1", 1, "GVapplied", 1));
-    assert_eq!(planned.identify_count(), 1, "a new person is identified first");
+    assert_eq!(
+        planned.identify_count(),
+        1,
+        "a new person is identified first"
+    );
     assert_eq!(planned.event_count(), 3);
 }
 
@@ -130,7 +134,12 @@ fn steps_without_their_own_date_take_updated_at_then_now() {
     let mut application = app(1, 10, "accepted");
     application.dates.created_at = Some(days_ago(9));
     application.dates.updated_at = Some(days_ago(2));
-    let planned = run(&State::default(), &[person(10)], &[application.clone()], &options());
+    let planned = run(
+        &State::default(),
+        &[person(10)],
+        &[application.clone()],
+        &options(),
+    );
     assert_eq!(
         timestamps(&planned),
         [days_ago(9).timestamp(), days_ago(2).timestamp()]
@@ -160,7 +169,12 @@ fn every_main_status_maps_to_its_rank() {
         ("completed", 6),
     ];
     for (status, rank) in table {
-        let planned = run(&State::default(), &[person(1)], &[app(1, 1, status)], &options());
+        let planned = run(
+            &State::default(),
+            &[person(1)],
+            &[app(1, 1, status)],
+            &options(),
+        );
         let expected: Vec<String> = Step::ALL[..rank]
             .iter()
             .map(|s| format!("GV{}", s.name()))
@@ -191,7 +205,12 @@ fn approval_broken_on_first_sight_replays_to_approved_by_its_own_evidence() {
     // No dates at all: the broken status itself proves approval (rank 3).
     let mut application = app(1, 1, "approval_broken");
     application.dates.updated_at = Some(days_ago(3));
-    let planned = run(&State::default(), &[person(1)], &[application.clone()], &options());
+    let planned = run(
+        &State::default(),
+        &[person(1)],
+        &[application.clone()],
+        &options(),
+    );
     assert_eq!(
         names(&planned),
         ["GVapplied", "GVaccepted", "GVapproved", "GVapproval_broken"]
@@ -213,9 +232,16 @@ fn approval_broken_on_first_sight_replays_to_approved_by_its_own_evidence() {
     );
 }
 
+/// A side-status case: status, how to set the dates, the expected event names.
+type SideCase = (
+    &'static str,
+    fn(&mut ApplicationDates),
+    &'static [&'static str],
+);
+
 #[test]
 fn side_status_replays_only_to_the_highest_rank_with_evidence() {
-    let cases: [(&str, fn(&mut ApplicationDates), &[&str]); 6] = [
+    let cases: [SideCase; 6] = [
         ("withdrawn", |_| {}, &["GVapplied", "GVwithdrawn"]),
         (
             "withdrawn",
@@ -225,7 +251,13 @@ fn side_status_replays_only_to_the_highest_rank_with_evidence() {
         (
             "rejected",
             |d| d.date_realized = Some(days_ago(4)),
-            &["GVapplied", "GVaccepted", "GVapproved", "GVrealized", "GVrejected"],
+            &[
+                "GVapplied",
+                "GVaccepted",
+                "GVapproved",
+                "GVrealized",
+                "GVrejected",
+            ],
         ),
         (
             "declined",
@@ -275,7 +307,12 @@ fn break_then_reapproval_sends_a_new_occurrence_with_a_new_id() {
     let mut state = State::default();
     let people = [person(1)];
     let first = settle(&mut state, &people, &[app(1, 1, "approved")], &options());
-    let broken = settle(&mut state, &people, &[app(1, 1, "approval_broken")], &options());
+    let broken = settle(
+        &mut state,
+        &people,
+        &[app(1, 1, "approval_broken")],
+        &options(),
+    );
     assert_eq!(names(&broken), ["GVapproval_broken"]);
 
     let again = settle(&mut state, &people, &[app(1, 1, "approved")], &options());
@@ -286,7 +323,12 @@ fn break_then_reapproval_sends_a_new_occurrence_with_a_new_id() {
     assert_ne!(first_approved.id, second_approved.id);
     assert_eq!(second_approved.id, event_id("site-1", 1, "GVapproved", 2));
 
-    let twice = settle(&mut state, &people, &[app(1, 1, "approval_broken")], &options());
+    let twice = settle(
+        &mut state,
+        &people,
+        &[app(1, 1, "approval_broken")],
+        &options(),
+    );
     assert_eq!(names(&twice), ["GVapproval_broken"]);
     assert_eq!(occurrences(&twice), [2]);
 }
@@ -296,7 +338,12 @@ fn realization_broken_falls_back_to_approved() {
     let mut state = State::default();
     let people = [person(1)];
     settle(&mut state, &people, &[app(1, 1, "realized")], &options());
-    settle(&mut state, &people, &[app(1, 1, "realization_broken")], &options());
+    settle(
+        &mut state,
+        &people,
+        &[app(1, 1, "realization_broken")],
+        &options(),
+    );
     assert_eq!(state.applications[&1].rank, 3);
     let again = run(&state, &people, &[app(1, 1, "realized")], &options());
     assert_eq!(names(&again), ["GVrealized"]);
@@ -366,7 +413,12 @@ fn late_events_now_restamps_only_old_events_of_known_applications() {
     .map(|t| t.timestamp());
     assert_eq!(
         timestamps(&planned),
-        [now().timestamp(), true_times[1], true_times[2], true_times[3]]
+        [
+            now().timestamp(),
+            true_times[1],
+            true_times[2],
+            true_times[3]
+        ]
     );
     let occurred: Vec<i64> = events(&planned)
         .iter()
@@ -399,7 +451,9 @@ fn only_changed_attributes_are_sent_and_null_clears() {
         "a new person's nulls are not sent"
     );
 
-    assert!(run(&state, &[someone.clone()], &[], &options()).people.is_empty());
+    assert!(run(&state, &[someone.clone()], &[], &options())
+        .people
+        .is_empty());
 
     someone.first_name = Some("Ana Maria".to_owned());
     someone.status = None;
@@ -438,7 +492,10 @@ fn long_strings_are_cut_on_a_char_boundary_and_counted() {
     let first = attrs["first_name"].as_str().expect("string");
     assert_eq!(first.len(), 999);
     assert_eq!(first, "a".to_owned() + &"é".repeat(499));
-    assert_eq!(attrs["last_name"].as_str().expect("string"), "€".repeat(333));
+    assert_eq!(
+        attrs["last_name"].as_str().expect("string"),
+        "€".repeat(333)
+    );
     assert_eq!(attrs["full_name"].as_str().expect("string").len(), 1000);
     assert_eq!(planned.stats.truncated_values, 2);
     // The cut value is what was fingerprinted: nothing to resend.
@@ -452,29 +509,57 @@ fn people_leaving_and_returning_get_in_scope_once() {
         full_read: true,
         ..options()
     };
-    settle(&mut state, &[person(1), person(2)], &[app(7, 2, "applied")], &full);
+    settle(
+        &mut state,
+        &[person(1), person(2)],
+        &[app(7, 2, "applied")],
+        &full,
+    );
 
     let incremental = run(&state, &[person(1)], &[], &options());
-    assert!(incremental.people.is_empty(), "only a full read notices leavers");
+    assert!(
+        incremental.people.is_empty(),
+        "only a full read notices leavers"
+    );
 
     let left = settle(&mut state, &[person(1)], &[app(7, 2, "approved")], &full);
     assert_eq!(left.people.len(), 1);
     let identify = left.people[0].identify.as_ref().expect("leaver");
     assert_eq!(left.people[0].person_id, 2);
-    assert_eq!(Value::Object(identify.attributes.clone()), json!({"in_scope": false}));
-    assert!(left.people[0].events.is_empty(), "their applications stay untouched");
+    assert_eq!(
+        Value::Object(identify.attributes.clone()),
+        json!({"in_scope": false})
+    );
+    assert!(
+        left.people[0].events.is_empty(),
+        "their applications stay untouched"
+    );
     assert_eq!(left.stats.people_left_scope, 1);
     assert_eq!(left.stats.applications_deferred, 1);
     assert_eq!(state.applications[&7].rank, 1);
-    assert!(run(&state, &[person(1)], &[], &full).people.is_empty(), "sent once");
+    assert!(
+        run(&state, &[person(1)], &[], &full).people.is_empty(),
+        "sent once"
+    );
 
-    let back = settle(&mut state, &[person(2)], &[app(7, 2, "approved")], &options());
+    let back = settle(
+        &mut state,
+        &[person(2)],
+        &[app(7, 2, "approved")],
+        &options(),
+    );
     let identify = back.people[0].identify.as_ref().expect("returner");
-    assert_eq!(Value::Object(identify.attributes.clone()), json!({"in_scope": true}));
+    assert_eq!(
+        Value::Object(identify.attributes.clone()),
+        json!({"in_scope": true})
+    );
     assert_eq!(names(&back), ["GVaccepted", "GVapproved"]);
     assert_eq!(back.stats.people_returned, 1);
     assert!(state.people[&2].in_scope && state.people[&2].in_scope_sent);
-    assert!(!state.people[&1].in_scope_sent, "a person who never left never gets it");
+    assert!(
+        !state.people[&1].in_scope_sent,
+        "a person who never left never gets it"
+    );
 }
 
 #[test]
@@ -501,7 +586,12 @@ fn programme_name_follows_config_and_falls_back() {
         programme_name: ProgrammeName::ShortNameDisplay,
         ..options()
     };
-    let planned = run(&State::default(), &[person(1)], &[app(1, 1, "applied")], &display);
+    let planned = run(
+        &State::default(),
+        &[person(1)],
+        &[app(1, 1, "applied")],
+        &display,
+    );
     assert_eq!(names(&planned), ["GVdapplied"]);
     assert_eq!(events(&planned)[0].data["programme"], json!("GVd"));
 
@@ -527,14 +617,22 @@ fn counts_survive_a_change_of_programme_name() {
     let mut state = State::default();
     let people = [person(1)];
     settle(&mut state, &people, &[app(1, 1, "approved")], &options());
-    settle(&mut state, &people, &[app(1, 1, "approval_broken")], &options());
+    settle(
+        &mut state,
+        &people,
+        &[app(1, 1, "approval_broken")],
+        &options(),
+    );
     let display = PlanOptions {
         programme_name: ProgrammeName::ShortNameDisplay,
         ..options()
     };
     let planned = run(&state, &people, &[app(1, 1, "approved")], &display);
     assert_eq!(names(&planned), ["GVdapproved"]);
-    assert_eq!(events(&planned)[0].after.count[EventKind::Step(Step::Approved).index()], 2);
+    assert_eq!(
+        events(&planned)[0].after.count[EventKind::Step(Step::Approved).index()],
+        2
+    );
 }
 
 #[test]
@@ -583,11 +681,19 @@ fn unusable_applications_are_skipped_or_deferred() {
 fn oversized_event_data_gets_a_shorter_title() {
     let mut application = app(1, 1, "applied");
     application.opportunity_title = Some("\"é".repeat(60_000)); // escaping makes it larger
-    let planned = run(&State::default(), &[person(1)], &[application.clone()], &options());
+    let planned = run(
+        &State::default(),
+        &[person(1)],
+        &[application.clone()],
+        &options(),
+    );
     let data = &events(&planned)[0].data;
     let size = serde_json::to_vec(data).expect("serializes").len();
     assert!(size <= MAX_EVENT_DATA_BYTES, "{size}");
-    assert!(size > MAX_EVENT_DATA_BYTES - 4, "the longest prefix that fits: {size}");
+    assert!(
+        size > MAX_EVENT_DATA_BYTES - 4,
+        "the longest prefix that fits: {size}"
+    );
     let title = data["opportunity_title"].as_str().expect("string");
     let original = application.opportunity_title.as_deref().expect("title");
     assert!(original.starts_with(title));
@@ -597,7 +703,11 @@ fn oversized_event_data_gets_a_shorter_title() {
 #[test]
 fn output_is_sorted_by_person_then_application() {
     let people = [person(3), person(1), person(2)];
-    let apps = [app(20, 1, "applied"), app(5, 3, "applied"), app(10, 1, "applied")];
+    let apps = [
+        app(20, 1, "applied"),
+        app(5, 3, "applied"),
+        app(10, 1, "applied"),
+    ];
     let planned = run(&State::default(), &people, &apps, &options());
     let ids: Vec<PersonId> = planned.people.iter().map(|p| p.person_id).collect();
     assert_eq!(ids, [1, 2, 3]);
@@ -613,8 +723,14 @@ fn output_is_sorted_by_person_then_application() {
 fn fingerprints_are_keyed_per_attribute_and_never_zero() {
     let one = fingerprinter();
     let value = json!("Ana");
-    assert_eq!(one.fingerprint("first_name", &value), one.fingerprint("first_name", &value));
-    assert_ne!(one.fingerprint("first_name", &value), one.fingerprint("last_name", &value));
+    assert_eq!(
+        one.fingerprint("first_name", &value),
+        one.fingerprint("first_name", &value)
+    );
+    assert_ne!(
+        one.fingerprint("first_name", &value),
+        one.fingerprint("last_name", &value)
+    );
     assert_ne!(
         one.fingerprint("first_name", &value),
         Fingerprinter::new([8; 32]).fingerprint("first_name", &value)
@@ -658,23 +774,25 @@ fn dates() -> impl Strategy<Value = ApplicationDates> {
         (date(), date(), date(), date(), date(), date(), date()),
         (date(), date(), date(), date(), date(), date(), date()),
     )
-        .prop_map(|((a, b, c, d, e, f, g), (h, i, j, k, l, m, n))| ApplicationDates {
-            created_at: a,
-            updated_at: b,
-            date_matched: c,
-            an_signed_at: d,
-            date_approved: e,
-            meta_date_realized: f,
-            experience_end_date: g,
-            meta_date_completed: h,
-            meta_date_withdrawn: i,
-            matched_or_rejected_at: j,
-            date_approval_broken: k,
-            meta_date_realisation_broke: l,
-            meta_date_remote_realization_broken_at: m,
-            meta_date_matched: n,
-            ..ApplicationDates::default()
-        })
+        .prop_map(
+            |((a, b, c, d, e, f, g), (h, i, j, k, l, m, n))| ApplicationDates {
+                created_at: a,
+                updated_at: b,
+                date_matched: c,
+                an_signed_at: d,
+                date_approved: e,
+                meta_date_realized: f,
+                experience_end_date: g,
+                meta_date_completed: h,
+                meta_date_withdrawn: i,
+                matched_or_rejected_at: j,
+                date_approval_broken: k,
+                meta_date_realisation_broke: l,
+                meta_date_remote_realization_broken_at: m,
+                meta_date_matched: n,
+                ..ApplicationDates::default()
+            },
+        )
 }
 
 fn application(id: ApplicationId) -> impl Strategy<Value = Application> {
@@ -684,22 +802,27 @@ fn application(id: ApplicationId) -> impl Strategy<Value = Application> {
         prop::option::weighted(0.9, Just(700 + id)),
         prop::option::weighted(
             0.9,
-            (prop::option::of("[A-Za-z]{1,4}"), prop::option::of("[A-Za-z]{1,4}")),
+            (
+                prop::option::of("[A-Za-z]{1,4}"),
+                prop::option::of("[A-Za-z]{1,4}"),
+            ),
         ),
         dates(),
     )
-        .prop_map(move |(person_id, status, opportunity_id, programme, dates)| Application {
-            id,
-            person_id,
-            status: status.to_owned(),
-            opportunity_id,
-            opportunity_title: Some(format!("Opportunity {id}")),
-            programme: programme.map(|(short_name, short_name_display)| Programme {
-                short_name,
-                short_name_display,
-            }),
-            dates,
-        })
+        .prop_map(
+            move |(person_id, status, opportunity_id, programme, dates)| Application {
+                id,
+                person_id,
+                status: status.to_owned(),
+                opportunity_id,
+                opportunity_title: Some(format!("Opportunity {id}")),
+                programme: programme.map(|(short_name, short_name_display)| Programme {
+                    short_name,
+                    short_name_display,
+                }),
+                dates,
+            },
+        )
 }
 
 fn some_person(id: PersonId) -> impl Strategy<Value = Person> {
@@ -710,15 +833,17 @@ fn some_person(id: PersonId) -> impl Strategy<Value = Person> {
         prop::option::of(any::<bool>()),
         date(),
     )
-        .prop_map(move |(email, first_name, cv_url, interviewed, created_at)| Person {
-            id,
-            email,
-            first_name,
-            cv_url,
-            interviewed,
-            created_at,
-            ..Person::default()
-        })
+        .prop_map(
+            move |(email, first_name, cv_url, interviewed, created_at)| Person {
+                id,
+                email,
+                first_name,
+                cv_url,
+                interviewed,
+                created_at,
+                ..Person::default()
+            },
+        )
 }
 
 fn application_state() -> impl Strategy<Value = ApplicationState> {
@@ -759,7 +884,11 @@ fn scenario() -> impl Strategy<Value = (State, Vec<Person>, Vec<Application>, Pl
             } else {
                 ProgrammeName::ShortName
             },
-            late_events: if now { LateEvents::Now } else { LateEvents::TrueTime },
+            late_events: if now {
+                LateEvents::Now
+            } else {
+                LateEvents::TrueTime
+            },
             full_read: full,
         }
     });
