@@ -1,0 +1,431 @@
+//! Pure planning (SPEC 4.1 to 4.3 and the scope rule of 5.4): from the state, the people and
+//! applications read, and the run's start time, what to send to customer.io.
+//!
+//! No I/O and no clock: `now` comes in as an argument, and the output is sorted (people by
+//! id, each person's applications by id, each application's events in rule order) so the
+//! same input always gives the same plan. Every write carries the state it leads to once
+//! customer.io confirms it (`after`); applying all of them and planning again gives an
+//! empty plan.
+
+mod flow;
+mod profile;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::{LateEvents, ProgrammeName};
+use crate::model::{Application, ApplicationId, EventKind, Person, PersonId, Programme};
+use crate::state::{ApplicationState, PersonState, State};
+
+pub use profile::{Fingerprinter, IN_SCOPE_ATTRIBUTE, MAX_ATTRIBUTE_VALUE_BYTES};
+
+/// customer.io's limit on an event name, in bytes.
+pub const MAX_EVENT_NAME_BYTES: usize = 100;
+/// customer.io's limit on serialized event data, in bytes.
+pub const MAX_EVENT_DATA_BYTES: usize = 100_000;
+/// customer.io triggers campaigns only for events stamped within this window (SPEC 4.3).
+pub const CAMPAIGN_WINDOW_HOURS: i64 = 72;
+
+/// Skip reasons, as they appear in [`PlanStats::skipped`].
+pub mod skip {
+    /// The application names no usable person.
+    pub const WITHOUT_PERSON: &str = "application_without_person";
+    /// The application's opportunity has no programme name.
+    pub const WITHOUT_PROGRAMME: &str = "application_without_programme";
+    /// The application has no opportunity id.
+    pub const WITHOUT_OPPORTUNITY: &str = "application_without_opportunity";
+    /// An event name would exceed customer.io's 100-byte limit.
+    pub const EVENT_NAME_TOO_LONG: &str = "event_name_too_long";
+}
+
+/// The run's settings that planning needs.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// The customer.io site id (part of every event id).
+    pub site_id: String,
+    /// Which programme name goes into event names (the other one is the fallback).
+    pub programme_name: ProgrammeName,
+    /// Whether old events of known applications are restamped with `now` (SPEC 4.3).
+    pub late_events: LateEvents,
+    /// `true` when `people` is the whole population of the configured LCs, so a person of
+    /// the state who is missing from it has left scope.
+    pub full_read: bool,
+}
+
+/// Everything to send this run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Only people with something to send, sorted by person id.
+    pub people: Vec<PersonPlan>,
+    pub stats: PlanStats,
+}
+
+/// What to send for one person: the identify first (confirmed before any event), then the
+/// events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PersonPlan {
+    pub person_id: PersonId,
+    pub identify: Option<Identify>,
+    /// By application id, then in rule order within an application.
+    pub events: Vec<PlannedEvent>,
+}
+
+/// A profile update.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identify {
+    /// Only the changed attributes; `null` clears one.
+    pub attributes: Map<String, Value>,
+    /// The person's state once this identify is confirmed.
+    #[serde(skip)]
+    pub after: PersonState,
+}
+
+/// One event to send.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedEvent {
+    pub application_id: ApplicationId,
+    /// `<programme><step>`, e.g. `GCDPapproved`.
+    pub name: String,
+    /// ULID from [`event_id`]: the same on every resend of this event.
+    pub id: String,
+    /// Unix seconds sent as the event's timestamp (the true time, or `now` per SPEC 4.3).
+    pub timestamp: i64,
+    pub data: Map<String, Value>,
+    /// The application's state once this event is confirmed.
+    #[serde(skip)]
+    pub after: ApplicationState,
+}
+
+/// Counts for the run summary (SPEC 6).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PlanStats {
+    /// Distinct people read.
+    pub people_seen: u64,
+    /// Distinct applications read.
+    pub applications_seen: u64,
+    /// Applications skipped, by reason (see [`skip`]).
+    pub skipped: BTreeMap<String, u64>,
+    /// (reason, application id) of each skip, for info logs.
+    pub skipped_ids: Vec<(String, u64)>,
+    /// Applications with a status in no rank nor side list, by status value.
+    pub unknown_statuses: BTreeMap<String, u64>,
+    /// Strings cut to a customer.io limit (attribute values, opportunity titles).
+    pub truncated_values: u64,
+    /// People who got `in_scope = false` (full reads only).
+    pub people_left_scope: u64,
+    /// People who got `in_scope = true` back.
+    pub people_returned: u64,
+    /// Applications left for a later run because their person was not in this read.
+    pub applications_deferred: u64,
+}
+
+impl PlanStats {
+    fn skip(&mut self, reason: &str, application_id: ApplicationId) {
+        *self.skipped.entry(reason.to_owned()).or_default() += 1;
+        self.skipped_ids.push((reason.to_owned(), application_id));
+    }
+}
+
+impl Plan {
+    /// Number of events in the plan.
+    pub fn event_count(&self) -> usize {
+        self.people.iter().map(|p| p.events.len()).sum()
+    }
+
+    /// Number of identifies in the plan.
+    pub fn identify_count(&self) -> usize {
+        self.people.iter().filter(|p| p.identify.is_some()).count()
+    }
+
+    /// The state once every write of the plan is confirmed (dry runs, tests). The sync
+    /// applies each `after` as its own write is confirmed instead.
+    pub fn apply_all(&self, state: &mut State) {
+        for person in &self.people {
+            if let Some(identify) = &person.identify {
+                state
+                    .people
+                    .insert(person.person_id, identify.after.clone());
+            }
+            for event in &person.events {
+                state
+                    .applications
+                    .insert(event.application_id, event.after.clone());
+            }
+        }
+    }
+}
+
+/// The event id (SPEC 4.2): a ULID made of the first 128 bits of SHA-256 over the
+/// length-prefixed site id, the application id, the length-prefixed event name and the
+/// occurrence. A pure function: a resend carries the same id, different events never share
+/// one.
+pub fn event_id(
+    site_id: &str,
+    application_id: ApplicationId,
+    event_name: &str,
+    occurrence: u32,
+) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"ciosync-event-v1");
+    hasher.update((site_id.len() as u64).to_be_bytes());
+    hasher.update(site_id.as_bytes());
+    hasher.update(application_id.to_be_bytes());
+    hasher.update((event_name.len() as u64).to_be_bytes());
+    hasher.update(event_name.as_bytes());
+    hasher.update(occurrence.to_be_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    ulid::Ulid::from_bytes(first).to_string()
+}
+
+/// The programme as configured: the chosen name, else the other one; blank names count as
+/// missing.
+fn programme_name(programme: Option<&Programme>, choice: ProgrammeName) -> Option<&str> {
+    let programme = programme?;
+    let (preferred, other) = match choice {
+        ProgrammeName::ShortName => (&programme.short_name, &programme.short_name_display),
+        ProgrammeName::ShortNameDisplay => (&programme.short_name_display, &programme.short_name),
+    };
+    fn usable(name: &Option<String>) -> Option<&str> {
+        name.as_deref().filter(|n| !n.trim().is_empty())
+    }
+    usable(preferred).or_else(|| usable(other))
+}
+
+/// Plans one run: the identifies and events that bring customer.io in step with what was
+/// read (SPEC 4.1 to 4.3, 5.4). Pure and deterministic.
+pub fn plan(
+    state: &State,
+    people: &[Person],
+    applications: &[Application],
+    fingerprinter: &Fingerprinter,
+    options: &PlanOptions,
+    now: DateTime<Utc>,
+) -> Plan {
+    let mut stats = PlanStats::default();
+
+    // GIS pages can shift while read: de-duplicate by id, keeping the first copy.
+    let mut people_by_id: BTreeMap<PersonId, &Person> = BTreeMap::new();
+    for person in people {
+        people_by_id.entry(person.id).or_insert(person);
+    }
+    let mut applications_by_id: BTreeMap<ApplicationId, &Application> = BTreeMap::new();
+    for application in applications {
+        applications_by_id
+            .entry(application.id)
+            .or_insert(application);
+    }
+    stats.people_seen = people_by_id.len() as u64;
+    stats.applications_seen = applications_by_id.len() as u64;
+
+    let mut events_by_person: BTreeMap<PersonId, Vec<PlannedEvent>> = BTreeMap::new();
+    for application in applications_by_id.values() {
+        let Some(person_id) = application.person_id else {
+            stats.skip(skip::WITHOUT_PERSON, application.id);
+            continue;
+        };
+        if !people_by_id.contains_key(&person_id) {
+            // Rule 5: not visible yet, or out of scope; a later run picks it up.
+            stats.applications_deferred += 1;
+            continue;
+        }
+        let events = plan_application(state, application, person_id, options, now, &mut stats);
+        if !events.is_empty() {
+            events_by_person
+                .entry(person_id)
+                .or_default()
+                .extend(events);
+        }
+    }
+
+    let mut plans: BTreeMap<PersonId, PersonPlan> = BTreeMap::new();
+    for (&person_id, person) in &people_by_id {
+        let identify = profile::plan_identify(
+            state.people.get(&person_id),
+            person,
+            fingerprinter,
+            &mut stats,
+        );
+        let events = events_by_person.remove(&person_id).unwrap_or_default();
+        if identify.is_some() || !events.is_empty() {
+            plans.insert(
+                person_id,
+                PersonPlan {
+                    person_id,
+                    identify,
+                    events,
+                },
+            );
+        }
+    }
+
+    if options.full_read {
+        for (&person_id, prior) in &state.people {
+            if prior.in_scope && !people_by_id.contains_key(&person_id) {
+                stats.people_left_scope += 1;
+                plans.insert(
+                    person_id,
+                    PersonPlan {
+                        person_id,
+                        identify: Some(profile::left_scope(prior)),
+                        events: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    Plan {
+        people: plans.into_values().collect(),
+        stats,
+    }
+}
+
+/// The events of one application whose person was read (rules 1 to 5, SPEC 4.3, limits).
+fn plan_application(
+    state: &State,
+    application: &Application,
+    person_id: PersonId,
+    options: &PlanOptions,
+    now: DateTime<Utc>,
+    stats: &mut PlanStats,
+) -> Vec<PlannedEvent> {
+    let Some(status) = flow::classify(&application.status) else {
+        *stats
+            .unknown_statuses
+            .entry(application.status.clone())
+            .or_default() += 1;
+        return Vec::new();
+    };
+    let Some(programme) = programme_name(application.programme.as_ref(), options.programme_name)
+    else {
+        stats.skip(skip::WITHOUT_PROGRAMME, application.id);
+        return Vec::new();
+    };
+    let Some(opportunity_id) = application.opportunity_id else {
+        stats.skip(skip::WITHOUT_OPPORTUNITY, application.id);
+        return Vec::new();
+    };
+
+    let prior = state.applications.get(&application.id);
+    let current = match prior {
+        Some(known) => ApplicationState {
+            person_id,
+            ..known.clone()
+        },
+        None => ApplicationState {
+            person_id,
+            ..ApplicationState::default()
+        },
+    };
+    let flow_events = flow::advance(&current, status, &application.dates);
+    if flow_events
+        .iter()
+        .any(|e| event_name(programme, e.kind).len() > MAX_EVENT_NAME_BYTES)
+    {
+        stats.skip(skip::EVENT_NAME_TOO_LONG, application.id);
+        return Vec::new();
+    }
+
+    // SPEC 4.3: only applications known before this run may be restamped, so a first sync
+    // never fires old campaigns.
+    let restamp_before = match (options.late_events, prior) {
+        (LateEvents::Now, Some(_)) => Some(now - Duration::hours(CAMPAIGN_WINDOW_HOURS)),
+        _ => None,
+    };
+    let fallback = application.dates.updated_at.unwrap_or(now);
+    flow_events
+        .into_iter()
+        .map(|event| {
+            let name = event_name(programme, event.kind);
+            let occurred_at = flow::own_date(event.kind, &application.dates).unwrap_or(fallback);
+            let timestamp = match restamp_before {
+                Some(limit) if occurred_at < limit => now,
+                _ => occurred_at,
+            };
+            let data = event_data(
+                application,
+                opportunity_id,
+                programme,
+                occurred_at.timestamp(),
+                stats,
+            );
+            PlannedEvent {
+                application_id: application.id,
+                id: event_id(&options.site_id, application.id, &name, event.occurrence),
+                name,
+                timestamp: timestamp.timestamp(),
+                data,
+                after: event.after,
+            }
+        })
+        .collect()
+}
+
+/// `<programme><step>`.
+fn event_name(programme: &str, kind: EventKind) -> String {
+    format!("{programme}{}", kind.name())
+}
+
+/// The event's `data` (SPEC 4.2), with the opportunity title cut if the whole would exceed
+/// customer.io's limit.
+fn event_data(
+    application: &Application,
+    opportunity_id: u64,
+    programme: &str,
+    occurred_at: i64,
+    stats: &mut PlanStats,
+) -> Map<String, Value> {
+    let mut data = Map::new();
+    data.insert("application_id".to_owned(), Value::from(application.id));
+    data.insert("opportunity_id".to_owned(), Value::from(opportunity_id));
+    data.insert("oid".to_owned(), Value::from(opportunity_id));
+    data.insert("programme".to_owned(), Value::from(programme));
+    data.insert(
+        "status".to_owned(),
+        Value::from(application.status.as_str()),
+    );
+    data.insert("occurred_at".to_owned(), Value::from(occurred_at));
+    let title = application.opportunity_title.as_deref();
+    data.insert(
+        "opportunity_title".to_owned(),
+        title.map_or(Value::Null, Value::from),
+    );
+    if serialized_len(&data) <= MAX_EVENT_DATA_BYTES {
+        return data;
+    }
+    let Some(title) = title else {
+        return data;
+    };
+    // Longest title prefix (on a char boundary) that fits; JSON escaping makes the
+    // serialized size non-linear in bytes, so search over prefix lengths.
+    let fits = |cut: &str, data: &mut Map<String, Value>| {
+        data.insert("opportunity_title".to_owned(), Value::from(cut));
+        serialized_len(data) <= MAX_EVENT_DATA_BYTES
+    };
+    let (mut low, mut high) = (0usize, title.len());
+    while low < high {
+        let mid = (low + high).div_ceil(2);
+        if fits(profile::truncate_utf8(title, mid), &mut data) {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    fits(profile::truncate_utf8(title, low), &mut data);
+    stats.truncated_values += 1;
+    data
+}
+
+/// Size of `data` as sent.
+fn serialized_len(data: &Map<String, Value>) -> usize {
+    // A map with string keys always serializes.
+    serde_json::to_vec(data).map_or(usize::MAX, |bytes| bytes.len())
+}
