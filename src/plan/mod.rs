@@ -27,8 +27,10 @@ pub use profile::{Fingerprinter, IN_SCOPE_ATTRIBUTE, MAX_ATTRIBUTE_VALUE_BYTES};
 
 /// customer.io's limit on an event name, in bytes.
 pub const MAX_EVENT_NAME_BYTES: usize = 100;
-/// customer.io's limit on serialized event data, in bytes.
-pub const MAX_EVENT_DATA_BYTES: usize = 100_000;
+/// The most serialized event data ciosync sends, in bytes. customer.io allows 100,000 in
+/// v1, but a whole v2 batch operation must stay under 32,000, so the data is kept under
+/// 30,000 for both APIs (only an absurdly long opportunity title is ever cut).
+pub const MAX_EVENT_DATA_BYTES: usize = 30_000;
 /// customer.io triggers campaigns only for events stamped within this window (SPEC 4.3).
 pub const CAMPAIGN_WINDOW_HOURS: i64 = 72;
 
