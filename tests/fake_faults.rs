@@ -99,7 +99,9 @@ async fn nth_range_and_every_fire_on_exactly_those_requests() {
             expected.iter().filter(|s| **s == 500).count(),
             "{trigger:?}"
         );
-        assert!(fired.iter().all(|f| f.path == "/write" && f.method == "POST" && f.rule == 0));
+        assert!(fired
+            .iter()
+            .all(|f| f.path == "/write" && f.method == "POST" && f.rule == 0));
     }
 }
 
@@ -112,7 +114,10 @@ async fn routes_limit_a_rule_to_matching_requests() {
         Trigger::Always,
         Fault::ErrorBefore(503),
     ));
-    assert_eq!(statuses(&http, &fake.url("/other"), 2).await, vec![200, 200]);
+    assert_eq!(
+        statuses(&http, &fake.url("/other"), 2).await,
+        vec![200, 200]
+    );
     assert_eq!(statuses(&http, &fake.url("/write"), 1).await, vec![503]);
     assert_eq!(
         fake.faults.fired(),
@@ -146,7 +151,10 @@ async fn random_faults_replay_the_same_sequence_for_the_same_seed() {
     assert_ne!(first, other_seed);
     let failures = first.iter().filter(|s| **s == 502).count();
     assert!((4..=30).contains(&failures), "{failures} of 40 failed");
-    assert_eq!(fake.faults.fired().len(), other_seed.iter().filter(|s| **s == 502).count());
+    assert_eq!(
+        fake.faults.fired().len(),
+        other_seed.iter().filter(|s| **s == 502).count()
+    );
 }
 
 #[tokio::test]
@@ -201,7 +209,10 @@ async fn too_many_requests_with_and_without_retry_after() {
     let without = http.post(fake.url("/write")).send().await.expect("answer");
     assert_eq!(without.status().as_u16(), 429);
     assert!(without.headers().get("retry-after").is_none());
-    assert!(without.json::<serde_json::Value>().await.is_ok(), "JSON body");
+    assert!(
+        without.json::<serde_json::Value>().await.is_ok(),
+        "JSON body"
+    );
     assert_eq!(fake.applied(), 0);
 }
 
@@ -221,7 +232,10 @@ async fn html_fault_answers_an_html_page() {
         .to_owned();
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let body = response.text().await.expect("body");
-    assert!(body.contains("<html>") && body.contains("502 Bad Gateway"), "{body}");
+    assert!(
+        body.contains("<html>") && body.contains("502 Bad Gateway"),
+        "{body}"
+    );
     assert!(serde_json::from_str::<serde_json::Value>(&body).is_err());
     assert_eq!(fake.applied(), 0);
 }

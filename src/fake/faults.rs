@@ -230,10 +230,12 @@ impl Faults {
     /// Wraps a router so its requests go through this plan.
     pub fn wrap(&self, router: axum::Router) -> axum::Router {
         let faults = self.clone();
-        router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let faults = faults.clone();
-            async move { faults.handle(request, next).await }
-        }))
+        router.layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let faults = faults.clone();
+                async move { faults.handle(request, next).await }
+            },
+        ))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FaultState> {
@@ -270,7 +272,10 @@ impl Faults {
                 let applied = next.run(request).await;
                 // Read the inner body to the end so the handler's work is complete.
                 let _ = axum::body::to_bytes(applied.into_body(), usize::MAX).await;
-                json_error(*code, "Internal error after applying the request (injected fault)")
+                json_error(
+                    *code,
+                    "Internal error after applying the request (injected fault)",
+                )
             }
             Fault::Hang(duration) => {
                 tokio::time::sleep(*duration).await;

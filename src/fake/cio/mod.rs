@@ -24,8 +24,8 @@ use serde_json::{json, Map, Value};
 use crate::fake::faults::{Faults, FiredFault};
 use crate::fake::server::Server;
 use crate::fake::RequestRecord;
-pub use store::StoredEvent;
 use store::Store;
+pub use store::StoredEvent;
 pub use validate::is_ulid;
 use validate::{
     check_attributes, check_event, Identifier, Invalid, MAX_BATCH_BYTES, MAX_OPERATION_BYTES,
@@ -185,10 +185,7 @@ impl FakeCio {
 
 fn router(shared: &Arc<Shared>, faults: &Faults) -> Router {
     let endpoints = Router::new()
-        .route(
-            "/api/v1/customers/{id}",
-            put(identify_v1).delete(delete_v1),
-        )
+        .route("/api/v1/customers/{id}", put(identify_v1).delete(delete_v1))
         .route("/api/v1/customers/{id}/events", post(event_v1))
         .route("/api/v1/accounts/region", get(region))
         .route("/api/v2/entity", post(entity))
@@ -236,13 +233,11 @@ async fn redirect(State(shared): State<Arc<Shared>>, request: Request, next: Nex
     let Some((code, target)) = &shared.options.redirect else {
         return next.run(request).await;
     };
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str());
+    let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let location = format!("{}{path}", target.trim_end_matches('/'));
     let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-    let body = json!({"errors": [{"detail": "wrong datacenter", "status": status.as_u16().to_string()}]});
+    let body =
+        json!({"errors": [{"detail": "wrong datacenter", "status": status.as_u16().to_string()}]});
     let mut response = (status, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -251,11 +246,7 @@ async fn redirect(State(shared): State<Arc<Shared>>, request: Request, next: Nex
 }
 
 /// Basic auth with the site id and API key, in standard or URL-safe base64.
-async fn authenticate(
-    State(shared): State<Arc<Shared>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn authenticate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     if basic_credentials(request.headers()).as_deref() == Some(shared.credentials.as_slice()) {
         next.run(request).await
     } else {
@@ -513,10 +504,6 @@ async fn batch(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     if errors.is_empty() {
         ok()
     } else {
-        (
-            StatusCode::MULTI_STATUS,
-            Json(json!({ "errors": errors })),
-        )
-            .into_response()
+        (StatusCode::MULTI_STATUS, Json(json!({ "errors": errors }))).into_response()
     }
 }

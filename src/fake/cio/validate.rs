@@ -146,7 +146,9 @@ pub fn check_attributes(attributes: &Map<String, Value>, field: &str) -> Result<
         if value_bytes(value) > MAX_VALUE_BYTES {
             return Err(Invalid::new(
                 format!("{field}.{name}"),
-                format!("value for attribute '{name}' cannot be longer than {MAX_VALUE_BYTES} bytes"),
+                format!(
+                    "value for attribute '{name}' cannot be longer than {MAX_VALUE_BYTES} bytes"
+                ),
             ));
         }
     }
