@@ -293,3 +293,42 @@ async fn latency_delays_a_normal_answer() {
     assert!(started.elapsed() >= Duration::from_millis(250));
     assert_eq!(fake.applied(), 1);
 }
+
+#[tokio::test]
+async fn drop_on_a_fresh_connection_is_a_transport_error_too() {
+    let fake = Counter::start();
+    fake.faults
+        .set_plan(FaultPlan::seeded(1).rule("*", Trigger::Nth(vec![1]), Fault::Drop));
+    let error = client(Duration::from_secs(5))
+        .post(fake.url("/write"))
+        .body("{\"some\":\"body\"}")
+        .send()
+        .await
+        .expect_err("the connection is closed without an answer");
+    assert!(!error.is_timeout() && error.status().is_none(), "{error:?}");
+    assert_eq!(fake.applied(), 0);
+    assert_eq!(fake.faults.fired().len(), 1);
+}
+
+#[tokio::test]
+async fn drop_breaks_the_body_when_the_server_cannot_close_the_connection() {
+    // Served by plain `axum::serve`, without `Server`'s connection handles.
+    let faults = Faults::new(FaultPlan::seeded(1).rule("*", Trigger::Always, Fault::Drop));
+    let router = faults.wrap(Router::new().route("/write", post(|| async { "{}" })));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let outcome = match client(Duration::from_secs(5))
+        .post(format!("http://{addr}/write"))
+        .send()
+        .await
+    {
+        Ok(response) => response.bytes().await.map(|_| ()),
+        Err(error) => Err(error),
+    };
+    server.abort();
+    let error = outcome.expect_err("the body never completes");
+    assert!(!error.is_timeout(), "{error:?}");
+}
