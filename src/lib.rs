@@ -5,6 +5,7 @@
 pub mod cio;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
