@@ -210,20 +210,31 @@ pub enum ConfigError {
     /// The file itself could not be read.
     #[error("{}: cannot read the configuration file", path.display())]
     Read {
+        /// The configuration file.
         path: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
     /// The file is not valid TOML, has an unknown key, misses a required key, or a value is
     /// out of range. `location` is `file:line` or `file`.
     #[error("{location}: {message}")]
-    Invalid { location: String, message: String },
+    Invalid {
+        /// `file:line`, or `file` when no line applies (a missing key).
+        location: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
     /// A `*_file` secret could not be read.
     #[error("{location}: cannot read `{key}` from {}", file.display())]
     SecretFile {
+        /// `file:line` of the `*_file` key in the configuration.
         location: String,
+        /// The key (`customerio.api_key_file`).
         key: String,
+        /// The secret file it names.
         file: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
@@ -400,8 +411,16 @@ impl Ctx<'_> {
             let key = match (header_line, table) {
                 // An unknown table (`[gsi]`): the header itself, up to the offending name.
                 (Some(header), _) => header_up_to(&header, field),
-                (None, Some(table)) => format!("{table}.{field}"),
-                (None, None) => field.to_owned(),
+                (None, table) => {
+                    // A dotted key (`gis.page_sise = 1` at the top) carries its own path.
+                    let written = key_on_line(self.text, span.start)
+                        .filter(|key| key == field || key.ends_with(&format!(".{field}")))
+                        .unwrap_or_else(|| field.to_owned());
+                    match table {
+                        Some(table) => format!("{table}.{written}"),
+                        None => written,
+                    }
+                }
             };
             format!("unknown key `{key}` ({message})")
         } else if let Some(key) = key_on_line(self.text, span.start) {
@@ -1097,6 +1116,16 @@ api_key = "cio-inline-key"
         );
         let table = error_text("[gis]\nhome_lcs = [1]\n[customerio]\nsite_id = \"s\"\n[monitor]\n");
         assert!(table.contains(":5: unknown key `monitor`"), "{table}");
+        let subtable = error_text("[gis]\nhome_lcs = [1]\n[gis.oath]\ntoken_url = \"https://a\"\n");
+        assert!(
+            subtable.contains(":3: unknown key `gis.oath`"),
+            "{subtable}"
+        );
+        let dotted = error_text("data_dir = \"/tmp/x\"\ngis.page_sise = 3\n");
+        assert!(
+            dotted.contains(":2: unknown key `gis.page_sise`"),
+            "{dotted}"
+        );
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub struct StoredOAuth {
 /// An access token and when it stops working.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedAccessToken {
+    /// The access token (sent raw in GIS's `Authorization` header).
     pub token: Secret,
+    /// When the token endpoint said it expires (`expires_in` after the refresh).
     pub expires_at: DateTime<Utc>,
 }
 

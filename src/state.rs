@@ -113,7 +113,9 @@ pub enum StateError {
     /// Reading or writing failed at the OS level.
     #[error("{context}")]
     Io {
+        /// What was being done, naming the file.
         context: String,
+        /// The OS error.
         #[source]
         source: io::Error,
     },
@@ -321,11 +323,18 @@ pub fn load(data_dir: &Path) -> Result<Option<State>, StateError> {
 fn restore_hint(data_dir: &Path) -> String {
     let path = state_path(data_dir);
     let backup = backup_path(data_dir);
-    let start_over = format!(
-        "To start over (every profile and event is sent again), remove {} and {}.",
-        path.display(),
-        backup.display()
-    );
+    let start_over = if backup.exists() {
+        format!(
+            "To start over (every profile and event is sent again), remove {} and {}.",
+            path.display(),
+            backup.display()
+        )
+    } else {
+        format!(
+            "To start over (every profile and event is sent again), remove {}.",
+            path.display()
+        )
+    };
     match fs::read(&backup) {
         Ok(bytes) => match decode(&bytes) {
             Ok(_) => format!(
