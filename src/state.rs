@@ -1,15 +1,37 @@
 //! On-disk sync state (SPEC 5.2, 5.3): what customer.io has confirmed, per person and per
-//! application, plus watermarks, the pending list and the setup fingerprint.
+//! application, plus watermarks, the pending list and the setup fingerprint; and the files
+//! beside it in `data_dir` (the HMAC key, the atomic-write helper other modules reuse).
 //!
-//! SKELETON: the types below are the contract other modules use. Loading, saving
-//! (atomic, versioned, `.bak` generation, compact encoding) and the HMAC key file are to be
-//! built here.
+//! Invariants:
+//! - read and written only while `lock::DataDirLock` is held;
+//! - every write is atomic ([`write_atomic`]): a crash leaves the old or the new file, never
+//!   a torn one, and `state.json` never disappears, even for an instant, while the previous
+//!   generation moves to `state.json.bak`;
+//! - a missing, corrupt, truncated or unknown-version state (or a missing key next to an
+//!   existing state) is an error that says how to restore, never a silent reset: an empty
+//!   state would re-send every event;
+//! - loading never modifies a file; every file written here is 0600, the data dir 0700;
+//! - the state holds no personal data: ids, keyed fingerprints and counters only.
+//!
+//! The encoding is compact because a large office has tens of thousands of people: a
+//! person is one base64url string (a flags byte and the 14 fingerprints), an application a
+//! short array `[person_id, rank, [counts with trailing zeros trimmed], last_side]`; a
+//! 50,000-person, 150,000-application state is about 12 MB.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::model::{ApplicationId, EventKind, PersonId, Side, ATTRIBUTES};
+use crate::model::{ApplicationId, EventKind, PersonId, Side, Step, ATTRIBUTES};
 
 /// A keyed fingerprint of one attribute value (truncated HMAC-SHA-256). `0` is reserved for
 /// "never confirmed".
@@ -65,36 +87,1008 @@ pub struct State {
     pub run_in_progress: Option<DateTime<Utc>>,
 }
 
-// TEMPORARY STUB (replaced by the config-state branch).
-use std::path::Path;
-#[derive(Debug)]
-pub struct StateError(pub String);
-impl std::fmt::Display for StateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// The state format this build reads and writes.
+pub const STATE_VERSION: u32 = 1;
+/// The state file, in `data_dir`.
+pub const STATE_FILE: &str = "state.json";
+/// The previous generation of [`STATE_FILE`].
+pub const BACKUP_FILE: &str = "state.json.bak";
+/// The HMAC key of the attribute fingerprints, in `data_dir`.
+pub const KEY_FILE: &str = "state.key";
+
+/// Mode of every file ciosync writes in `data_dir`.
+const FILE_MODE: u32 = 0o600;
+/// Mode of `data_dir` when ciosync creates it.
+const DIR_MODE: u32 = 0o700;
+
+/// Why the state (or another file in `data_dir`) cannot be used: exit 74.
+///
+/// The message says what is wrong and what the operator can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file exists but cannot be used (corrupt, truncated, empty, unknown version,
+    /// inconsistent with its neighbours). Nothing was modified.
+    #[error("{0}")]
+    Invalid(String),
+    /// Reading or writing failed at the OS level.
+    #[error("{context}")]
+    Io {
+        /// What was being done, naming the file.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StateError {
+    fn io(context: String) -> impl FnOnce(io::Error) -> StateError {
+        move |source| StateError::Io { context, source }
     }
 }
-impl std::error::Error for StateError {}
+
 impl From<StateError> for crate::error::Error {
-    fn from(e: StateError) -> Self {
-        crate::error::Error::State(e.0)
+    fn from(err: StateError) -> Self {
+        crate::error::Error::State(crate::error::chain(&err))
     }
 }
-pub fn load(_data_dir: &Path) -> Result<Option<State>, StateError> {
-    Ok(None)
+
+/// `<data_dir>/state.json`.
+pub fn state_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(STATE_FILE)
 }
-pub fn save(_data_dir: &Path, _state: &State) -> Result<(), StateError> {
-    Ok(())
+
+/// `<data_dir>/state.json.bak`.
+pub fn backup_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(BACKUP_FILE)
 }
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
-}
+
+/// Creates `dir` (0700, with its parents) if missing and proves it is writable.
+///
+/// An existing directory keeps its mode: the operator may have chosen it.
+///
+/// # Errors
+/// [`StateError::Io`] when the directory cannot be created or a file cannot be created in it.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), StateError> {
-    std::fs::create_dir_all(dir).map_err(|e| StateError(e.to_string()))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(StateError::io(format!(
+            "cannot create the data dir {}",
+            dir.display()
+        )))?;
+    let probe = dir.join(format!(".ciosync-write-test.{}", std::process::id()));
+    let created = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&probe);
+    match created {
+        Ok(file) => {
+            drop(file);
+            fs::remove_file(&probe).map_err(StateError::io(format!(
+                "the data dir {} is not writable (cannot remove {})",
+                dir.display(),
+                probe.display()
+            )))
+        }
+        Err(source) => Err(StateError::Io {
+            context: format!(
+                "the data dir {} is not writable; ciosync keeps its state, lock and \
+                 credentials there: check its owner and mode",
+                dir.display()
+            ),
+            source,
+        }),
+    }
 }
-pub fn load_or_create_key(_data_dir: &Path) -> Result<[u8; 32], StateError> {
-    Ok([0; 32])
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename
+/// over `path`, fsync the directory. The file is 0600 whatever the umask.
+///
+/// # Errors
+/// Any I/O error; the temp file is removed and `path` is left as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_atomically(path, bytes, None)
 }
-pub fn setup_fingerprint(_e: &str, _l: &[u64], _s: &str, _t: &str) -> String {
-    String::new()
+
+/// [`write_atomic`], and when `backup` is given and `path` exists, the old `path` becomes
+/// `backup` first. `path` never goes missing: the old file is hard-linked to a temp name
+/// that is renamed over `backup`, then the new file is renamed over `path`.
+fn replace_atomically(path: &Path, bytes: &[u8], backup: Option<&Path>) -> io::Result<()> {
+    let dir = parent_dir(path);
+    let temp = temp_name(path);
+    let written = write_new_file(&temp, bytes);
+    if let Err(err) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(err);
+    }
+    if let Some(backup) = backup {
+        if let Err(err) = keep_previous_generation(path, backup) {
+            let _ = fs::remove_file(&temp);
+            return Err(err);
+        }
+    }
+    if let Err(err) = fs::rename(&temp, path) {
+        let _ = fs::remove_file(&temp);
+        return Err(err);
+    }
+    sync_dir(dir)
+}
+
+/// Creates `temp` (0600) holding `bytes`, flushed to disk.
+fn write_new_file(temp: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(temp)?;
+    // The open mode is filtered by the umask; set it explicitly so it is exactly 0600.
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes the current `path` the new `backup` without a moment where `path` is missing.
+fn keep_previous_generation(path: &Path, backup: &Path) -> io::Result<()> {
+    let link = temp_name(backup);
+    match fs::hard_link(path, &link) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        // Some file systems have no hard links: a copy is as good, if slower.
+        Err(_) => {
+            let bytes = match fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(err) => return Err(err),
+            };
+            if let Err(err) = write_new_file(&link, &bytes) {
+                let _ = fs::remove_file(&link);
+                return Err(err);
+            }
+        }
+    }
+    fs::rename(&link, backup).inspect_err(|_| {
+        let _ = fs::remove_file(&link);
+    })
+}
+
+/// A fresh name beside `path` for a temp file (`.state.json.tmp.<pid>.<random>`).
+fn temp_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let nonce: u32 = rand::random();
+    parent_dir(path).join(format!(".{name}.tmp.{}.{nonce:08x}", std::process::id()))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Flushes a directory's entries (renames) to disk.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Reads the state of `data_dir`.
+///
+/// `Ok(None)` only on a first run: neither `state.json` nor `state.json.bak` exists.
+///
+/// # Errors
+/// [`StateError`] when `state.json` is missing but `state.json.bak` exists, when it cannot be
+/// read, or is empty, truncated, corrupt or of another version. The message says how to
+/// restore. No file is modified.
+pub fn load(data_dir: &Path) -> Result<Option<State>, StateError> {
+    let path = state_path(data_dir);
+    let backup = backup_path(data_dir);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            if backup.exists() {
+                return Err(StateError::Invalid(format!(
+                    "{} is missing but {} exists, so this is not a first run; starting from an \
+                     empty state would re-send every event. {}",
+                    path.display(),
+                    backup.display(),
+                    restore_hint(data_dir)
+                )));
+            }
+            return Ok(None);
+        }
+        Err(source) => {
+            return Err(StateError::Io {
+                context: format!("cannot read the state file {}", path.display()),
+                source,
+            })
+        }
+    };
+    decode(&bytes).map(Some).map_err(|problem| {
+        StateError::Invalid(format!(
+            "the state file {} {problem}; ciosync will not start from an empty state, which \
+             would re-send every event. {}",
+            path.display(),
+            restore_hint(data_dir)
+        ))
+    })
+}
+
+/// What the operator can do with a broken state: restore the `.bak` if it is good, or
+/// start over.
+fn restore_hint(data_dir: &Path) -> String {
+    let path = state_path(data_dir);
+    let backup = backup_path(data_dir);
+    let start_over = if backup.exists() {
+        format!(
+            "To start over (every profile and event is sent again), remove {} and {}.",
+            path.display(),
+            backup.display()
+        )
+    } else {
+        format!(
+            "To start over (every profile and event is sent again), remove {}.",
+            path.display()
+        )
+    };
+    match fs::read(&backup) {
+        Ok(bytes) => match decode(&bytes) {
+            Ok(_) => format!(
+                "The previous generation {} is readable: restore it with `cp {} {}` (the \
+                 changes of the last run are sent again, customer.io drops duplicate events). {start_over}",
+                backup.display(),
+                backup.display(),
+                path.display()
+            ),
+            Err(problem) => format!(
+                "The previous generation {} is unusable too ({problem}). {start_over}",
+                backup.display()
+            ),
+        },
+        Err(_) => format!("There is no previous generation ({}). {start_over}", backup.display()),
+    }
+}
+
+/// Saves `state` to `<data_dir>/state.json` atomically, keeping the previous generation as
+/// `state.json.bak`.
+///
+/// # Errors
+/// [`StateError::Io`] when the file cannot be written; the previous file stays in place.
+pub fn save(data_dir: &Path, state: &State) -> Result<(), StateError> {
+    let path = state_path(data_dir);
+    let bytes = encode(state);
+    replace_atomically(&path, &bytes, Some(&backup_path(data_dir))).map_err(StateError::io(
+        format!("cannot write the state file {}", path.display()),
+    ))
+}
+
+/// The state as the bytes of `state.json`.
+pub fn encode(state: &State) -> Vec<u8> {
+    let file = StateFile {
+        version: STATE_VERSION,
+        setup: state.setup.clone(),
+        watermark: state.watermark,
+        last_full_read: state.last_full_read,
+        run_in_progress: state.run_in_progress,
+        pending_people: state.pending_people.clone(),
+        people: state
+            .people
+            .iter()
+            .map(|(id, person)| (*id, encode_person(person)))
+            .collect(),
+        applications: state
+            .applications
+            .iter()
+            .map(|(id, app)| (*id, encode_application(app)))
+            .collect(),
+    };
+    let mut bytes =
+        serde_json::to_vec(&file).expect("the state is plain data and always serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Parses the bytes of `state.json`; the error says what is wrong (for "the state file X …").
+fn decode(bytes: &[u8]) -> Result<State, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("is empty".to_owned());
+    }
+    // Read the version alone first, so a future format is reported as such rather than as
+    // whatever field it no longer has.
+    let probe: VersionProbe = serde_json::from_slice(bytes).map_err(describe_json_error)?;
+    match probe.version {
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(STATE_VERSION)) => {}
+        Some(serde_json::Value::Number(n)) => {
+            return Err(format!(
+                "has format version {n}, but this ciosync reads version {STATE_VERSION} only \
+                 (was it written by another ciosync release? run that release, or restore)"
+            ))
+        }
+        Some(other) => return Err(format!("has an invalid format version {other}")),
+        None => return Err("has no format version: it is not a ciosync state file".to_owned()),
+    }
+    let file: StateFile = serde_json::from_slice(bytes).map_err(describe_json_error)?;
+    let mut people = BTreeMap::new();
+    for (id, encoded) in file.people {
+        let person =
+            decode_person(&encoded).map_err(|why| format!("is corrupt (person {id}: {why})"))?;
+        people.insert(id, person);
+    }
+    let mut applications = BTreeMap::new();
+    for (id, record) in file.applications {
+        let app = decode_application(record)
+            .map_err(|why| format!("is corrupt (application {id}: {why})"))?;
+        applications.insert(id, app);
+    }
+    Ok(State {
+        setup: file.setup,
+        people,
+        applications,
+        pending_people: file.pending_people,
+        watermark: file.watermark,
+        last_full_read: file.last_full_read,
+        run_in_progress: file.run_in_progress,
+    })
+}
+
+fn describe_json_error(err: serde_json::Error) -> String {
+    if err.is_eof() {
+        format!("is truncated ({err})")
+    } else {
+        format!("is corrupt ({err})")
+    }
+}
+
+/// Just the version of a state file.
+#[derive(Deserialize)]
+struct VersionProbe {
+    version: Option<serde_json::Value>,
+}
+
+/// `state.json` as stored.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    version: u32,
+    setup: String,
+    watermark: Option<DateTime<Utc>>,
+    last_full_read: Option<DateTime<Utc>>,
+    run_in_progress: Option<DateTime<Utc>>,
+    pending_people: BTreeSet<PersonId>,
+    /// Person id → base64url of `[flags, fingerprints as u32 big-endian...]`.
+    people: BTreeMap<PersonId, String>,
+    applications: BTreeMap<ApplicationId, ApplicationRecord>,
+}
+
+/// `[person_id, rank, [counts with trailing zeros trimmed], last_side or null]`, where
+/// `last_side` is the side's [`EventKind::index`] (stable: append-only), not its name, which
+/// would double the size of a large state.
+#[derive(Serialize, Deserialize)]
+struct ApplicationRecord(PersonId, u8, Vec<u32>, Option<usize>);
+
+/// Bits of the person flags byte.
+const IN_SCOPE: u8 = 0b01;
+const IN_SCOPE_SENT: u8 = 0b10;
+
+fn encode_person(person: &PersonState) -> String {
+    let mut bytes = Vec::with_capacity(1 + 4 * person.attrs.len());
+    let mut flags = 0;
+    if person.in_scope {
+        flags |= IN_SCOPE;
+    }
+    if person.in_scope_sent {
+        flags |= IN_SCOPE_SENT;
+    }
+    bytes.push(flags);
+    for fingerprint in person.attrs {
+        bytes.extend_from_slice(&fingerprint.to_be_bytes());
+    }
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode_person(encoded: &str) -> Result<PersonState, String> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|err| format!("bad base64: {err}"))?;
+    let (flags, fingerprints) = bytes.split_first().ok_or("empty record")?;
+    if flags & !(IN_SCOPE | IN_SCOPE_SENT) != 0 {
+        return Err(format!("unknown flags {flags:#04x}"));
+    }
+    if fingerprints.len() != 4 * ATTRIBUTES.len() {
+        return Err(format!(
+            "{} bytes of fingerprints, expected {}",
+            fingerprints.len(),
+            4 * ATTRIBUTES.len()
+        ));
+    }
+    let mut person = PersonState {
+        in_scope: flags & IN_SCOPE != 0,
+        in_scope_sent: flags & IN_SCOPE_SENT != 0,
+        ..PersonState::default()
+    };
+    for (slot, chunk) in person.attrs.iter_mut().zip(fingerprints.chunks_exact(4)) {
+        *slot = u32::from_be_bytes(chunk.try_into().expect("chunks_exact yields 4 bytes"));
+    }
+    Ok(person)
+}
+
+fn encode_application(app: &ApplicationState) -> ApplicationRecord {
+    let used = app
+        .count
+        .iter()
+        .rposition(|&n| n != 0)
+        .map_or(0, |last| last + 1);
+    ApplicationRecord(
+        app.person_id,
+        app.rank,
+        app.count[..used].to_vec(),
+        app.last_side.map(|side| EventKind::Side(side).index()),
+    )
+}
+
+fn decode_application(record: ApplicationRecord) -> Result<ApplicationState, String> {
+    let ApplicationRecord(person_id, rank, counts, last_side) = record;
+    if usize::from(rank) > Step::ALL.len() {
+        return Err(format!("rank {rank} is out of range"));
+    }
+    if counts.len() > EventKind::COUNT {
+        return Err(format!(
+            "{} counts, at most {} expected",
+            counts.len(),
+            EventKind::COUNT
+        ));
+    }
+    let mut count = [0; EventKind::COUNT];
+    count[..counts.len()].copy_from_slice(&counts);
+    let last_side = match last_side {
+        None => None,
+        Some(index) => match EventKind::ALL.get(index) {
+            Some(EventKind::Side(side)) => Some(*side),
+            _ => return Err(format!("{index} is not a side status")),
+        },
+    };
+    Ok(ApplicationState {
+        person_id,
+        rank,
+        count,
+        last_side,
+    })
+}
+
+/// Reads `<data_dir>/state.key`, or creates it (32 random bytes, hex, 0600) on a first run.
+///
+/// # Errors
+/// [`StateError`] when the key is malformed or unreadable, or missing while `state.json` (or
+/// its `.bak`) exists: a new key would change every fingerprint and re-send every profile.
+pub fn load_or_create_key(data_dir: &Path) -> Result<[u8; 32], StateError> {
+    let path = data_dir.join(KEY_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
+                StateError::Invalid(format!(
+                    "the fingerprint key {} is malformed (expected 64 hex digits); restore it \
+                     from a backup, or start over by removing it together with {} and {}",
+                    path.display(),
+                    state_path(data_dir).display(),
+                    backup_path(data_dir).display()
+                ))
+            })?;
+            Ok(key)
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            if state_path(data_dir).exists() || backup_path(data_dir).exists() {
+                return Err(StateError::Invalid(format!(
+                    "the fingerprint key {} is missing but a state exists in {}; a new key \
+                     would make every fingerprint differ and re-send every profile. Restore \
+                     the key from a backup, or start over by removing {} and {}",
+                    path.display(),
+                    data_dir.display(),
+                    state_path(data_dir).display(),
+                    backup_path(data_dir).display()
+                )));
+            }
+            let mut key = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut key);
+            let mut text = hex::encode(key);
+            text.push('\n');
+            write_atomic(&path, text.as_bytes()).map_err(StateError::io(format!(
+                "cannot write the fingerprint key {}",
+                path.display()
+            )))?;
+            Ok(key)
+        }
+        Err(source) => Err(StateError::Io {
+            context: format!("cannot read the fingerprint key {}", path.display()),
+            source,
+        }),
+    }
+}
+
+/// The setup fingerprint (SPEC 5.2): SHA-256 hex over a canonical encoding of the GIS
+/// endpoint, the home LCs (sorted, de-duplicated), the customer.io site id and the resolved
+/// Track base URL. Each field is length-prefixed so no two setups encode alike.
+pub fn setup_fingerprint(
+    gis_endpoint: &str,
+    home_lcs: &[u64],
+    site_id: &str,
+    track_base_url: &str,
+) -> String {
+    let mut lcs = home_lcs.to_vec();
+    lcs.sort_unstable();
+    lcs.dedup();
+    let lcs = lcs.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let mut hasher = Sha256::new();
+    hasher.update(b"ciosync-setup-v1\n");
+    for field in [gis_endpoint, lcs.as_str(), site_id, track_base_url] {
+        hasher.update(format!("{}:", field.len()).as_bytes());
+        hasher.update(field.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn sample_state() -> State {
+        let mut state = State {
+            setup: setup_fingerprint(
+                "https://gis.example/graphql",
+                &[1337],
+                "site",
+                "https://track.customer.io",
+            ),
+            watermark: Some(
+                Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
+                    .single()
+                    .expect("valid date"),
+            ),
+            last_full_read: Some(
+                Utc.with_ymd_and_hms(2026, 11, 28, 0, 5, 0)
+                    .single()
+                    .expect("valid date"),
+            ),
+            ..State::default()
+        };
+        let mut person = PersonState::default();
+        person.attrs[0] = 0xdead_beef;
+        person.attrs[13] = 7;
+        state.people.insert(42, person);
+        state.people.insert(
+            43,
+            PersonState {
+                in_scope: false,
+                in_scope_sent: true,
+                ..PersonState::default()
+            },
+        );
+        let mut count = [0; EventKind::COUNT];
+        count[0] = 1;
+        count[1] = 2;
+        count[7] = 1;
+        state.applications.insert(
+            900,
+            ApplicationState {
+                person_id: 42,
+                rank: 2,
+                count,
+                last_side: Some(Side::Rejected),
+            },
+        );
+        state.applications.insert(
+            901,
+            ApplicationState {
+                person_id: 43,
+                ..ApplicationState::default()
+            },
+        );
+        state.pending_people.insert(43);
+        state
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn first_run_has_no_state() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(load(dir.path()).expect("first run"), None);
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = sample_state();
+        save(dir.path(), &state).expect("save");
+        assert_eq!(load(dir.path()).expect("load"), Some(state));
+    }
+
+    #[test]
+    fn encoding_is_compact_and_free_of_attribute_names() {
+        let text = String::from_utf8(encode(&sample_state())).expect("utf-8");
+        assert!(
+            text.contains("\"900\":[42,2,[1,2,0,0,0,0,0,1],7]"),
+            "{text}"
+        );
+        assert!(text.contains("\"901\":[43,0,[],null]"), "{text}");
+        assert!(!text.contains("email"), "{text}");
+    }
+
+    #[test]
+    fn previous_generation_is_kept_as_bak() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = sample_state();
+        save(dir.path(), &first).expect("first save");
+        assert!(
+            !backup_path(dir.path()).exists(),
+            "nothing to back up on the first save"
+        );
+        let first_bytes = fs::read(state_path(dir.path())).expect("read state");
+
+        let mut second = first.clone();
+        second.pending_people.clear();
+        save(dir.path(), &second).expect("second save");
+        assert_eq!(
+            fs::read(backup_path(dir.path())).expect("read bak"),
+            first_bytes
+        );
+        assert_eq!(load(dir.path()).expect("load"), Some(second.clone()));
+
+        let mut third = second.clone();
+        third.watermark = None;
+        save(dir.path(), &third).expect("third save");
+        assert_eq!(
+            decode(&fs::read(backup_path(dir.path())).expect("bak")),
+            Ok(second)
+        );
+        // No temp files left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, vec![STATE_FILE.to_owned(), BACKUP_FILE.to_owned()]);
+    }
+
+    #[test]
+    fn files_are_0600_whatever_the_umask_and_dir_0700() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("nested/data");
+        ensure_data_dir(&data_dir).expect("create data dir");
+        assert_eq!(mode(&data_dir), 0o700);
+        // Pre-existing group-readable file: its replacement must still be 0600.
+        fs::write(state_path(&data_dir), b"old").expect("write");
+        fs::set_permissions(state_path(&data_dir), fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let path = data_dir.join("other.json");
+        write_atomic(&path, b"{}").expect("write");
+        assert_eq!(mode(&path), 0o600);
+        save(&data_dir, &sample_state()).expect("save");
+        assert_eq!(mode(&state_path(&data_dir)), 0o600);
+        load_or_create_key(&data_dir).expect_err("a state exists without a key");
+    }
+
+    /// Writes `bytes` as state.json (and optionally a good .bak), loads, and checks the error
+    /// and that neither file changed.
+    fn broken_state(bytes: &[u8], with_good_bak: bool) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(state_path(dir.path()), bytes).expect("write state");
+        let good = encode(&sample_state());
+        if with_good_bak {
+            fs::write(backup_path(dir.path()), &good).expect("write bak");
+        }
+        let err = load(dir.path()).expect_err("broken state refused");
+        assert_eq!(
+            fs::read(state_path(dir.path())).expect("state still there"),
+            bytes
+        );
+        if with_good_bak {
+            assert_eq!(
+                fs::read(backup_path(dir.path())).expect("bak still there"),
+                good
+            );
+        }
+        let top: crate::error::Error = err.into();
+        assert_eq!(top.code(), crate::error::code::IO);
+        top.to_string()
+    }
+
+    #[test]
+    fn corrupt_state_is_refused_with_a_restore_hint() {
+        let message = broken_state(b"{\"version\":1,\"setup\":\"x\",garbage}", true);
+        assert!(message.contains("is corrupt"), "{message}");
+        assert!(
+            message.contains("cp ") && message.contains("state.json.bak"),
+            "{message}"
+        );
+        let message = broken_state(b"{\"version\":1,\"setup\":\"x\",garbage}", false);
+        assert!(
+            message.contains("There is no previous generation"),
+            "{message}"
+        );
+        assert!(message.contains("To start over"), "{message}");
+    }
+
+    #[test]
+    fn truncated_state_is_refused() {
+        let good = encode(&sample_state());
+        let message = broken_state(&good[..good.len() / 2], true);
+        assert!(message.contains("is truncated"), "{message}");
+        assert!(
+            message.contains("is readable: restore it with `cp "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn empty_state_is_refused() {
+        assert!(broken_state(b"", true).contains("is empty"));
+        assert!(broken_state(b"  \n", false).contains("is empty"));
+    }
+
+    #[test]
+    fn future_or_unknown_version_is_refused() {
+        let future = broken_state(b"{\"version\":2,\"totally\":\"new\"}", true);
+        assert!(
+            future.contains("has format version 2") && future.contains("reads version 1"),
+            "{future}"
+        );
+        let none = broken_state(b"{\"people\":{}}", false);
+        assert!(none.contains("no format version"), "{none}");
+        let wrong = broken_state(b"[1,2,3]", false);
+        assert!(wrong.contains("is corrupt"), "{wrong}");
+    }
+
+    #[test]
+    fn bad_records_inside_a_valid_file_are_refused() {
+        let text = String::from_utf8(encode(&sample_state())).expect("utf-8");
+        let bad_side = text.replace("0,1],7]", "0,1],3]");
+        assert!(broken_state(bad_side.as_bytes(), false)
+            .contains("application 900: 3 is not a side status"));
+        let bad_person = text.replacen("\"42\":\"", "\"42\":\"!!", 1);
+        assert!(broken_state(bad_person.as_bytes(), false).contains("person 42"));
+    }
+
+    #[test]
+    fn missing_state_beside_a_bak_is_an_error_not_a_reset() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let good = encode(&sample_state());
+        fs::write(backup_path(dir.path()), &good).expect("write bak");
+        let message = load(dir.path())
+            .expect_err("missing state refused")
+            .to_string();
+        assert!(message.contains("is missing but"), "{message}");
+        assert!(message.contains("cp "), "{message}");
+        assert!(!state_path(dir.path()).exists());
+        assert_eq!(fs::read(backup_path(dir.path())).expect("bak"), good);
+    }
+
+    #[test]
+    fn key_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = load_or_create_key(dir.path()).expect("create");
+        assert_eq!(mode(&dir.path().join(KEY_FILE)), 0o600);
+        assert_eq!(load_or_create_key(dir.path()).expect("reuse"), key);
+        let other = tempfile::tempdir().expect("temp dir");
+        assert_ne!(
+            load_or_create_key(other.path()).expect("create"),
+            key,
+            "keys are random"
+        );
+    }
+
+    #[test]
+    fn missing_key_beside_a_state_is_an_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        save(dir.path(), &sample_state()).expect("save");
+        let message = load_or_create_key(dir.path())
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            message.contains("is missing but a state exists"),
+            "{message}"
+        );
+        assert!(!dir.path().join(KEY_FILE).exists(), "no new key written");
+        fs::write(dir.path().join(KEY_FILE), "not hex").expect("write");
+        let message = load_or_create_key(dir.path())
+            .expect_err("malformed")
+            .to_string();
+        assert!(message.contains("malformed"), "{message}");
+    }
+
+    #[test]
+    fn unusable_data_dir_is_exit_74() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("a-file");
+        fs::write(&file, b"x").expect("write");
+        let err = ensure_data_dir(&file.join("data")).expect_err("cannot create under a file");
+        let top: crate::error::Error = err.into();
+        assert_eq!(top.code(), crate::error::code::IO);
+        assert!(top.to_string().contains("a-file/data"), "{top}");
+        let err = ensure_data_dir(&file).expect_err("a file is not a dir");
+        assert!(err.to_string().contains("a-file"), "{err}");
+    }
+
+    #[test]
+    fn setup_fingerprint_is_canonical_and_sensitive() {
+        let base = setup_fingerprint("https://gis/graphql", &[2, 1, 2], "site", "https://track");
+        assert_eq!(base.len(), 64);
+        assert_eq!(
+            base,
+            setup_fingerprint("https://gis/graphql", &[1, 2], "site", "https://track")
+        );
+        for other in [
+            setup_fingerprint("https://gis2/graphql", &[1, 2], "site", "https://track"),
+            setup_fingerprint("https://gis/graphql", &[1, 3], "site", "https://track"),
+            setup_fingerprint("https://gis/graphql", &[1, 2], "site2", "https://track"),
+            setup_fingerprint("https://gis/graphql", &[1, 2], "site", "https://track-eu"),
+            setup_fingerprint("https://gis/graphql", &[12], "site", "https://track"),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
+
+    /// SPEC scale: 50,000 people and 150,000 applications must stay under 15 MB.
+    #[test]
+    fn large_state_stays_small() {
+        let mut state = State {
+            setup: "f".repeat(64),
+            ..State::default()
+        };
+        let mut seed: u32 = 0x9e37_79b9;
+        let mut next = || {
+            // xorshift: full-entropy fingerprints, as HMAC output would be.
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for i in 0..50_000u64 {
+            let mut person = PersonState::default();
+            for slot in &mut person.attrs {
+                *slot = next();
+            }
+            state.people.insert(10_000_000 + i, person);
+        }
+        for i in 0..150_000u64 {
+            let mut count = [0; EventKind::COUNT];
+            count[..4].copy_from_slice(&[1, 1, 1, 1]);
+            count[9] = 1;
+            state.applications.insert(
+                100_000_000 + i,
+                ApplicationState {
+                    person_id: 10_000_000 + i / 3,
+                    rank: 4,
+                    count,
+                    last_side: Some(Side::RemoteRealizationBroken),
+                },
+            );
+        }
+        let bytes = encode(&state);
+        assert!(bytes.len() < 15_000_000, "state is {} bytes", bytes.len());
+        assert_eq!(decode(&bytes).as_ref(), Ok(&state));
+    }
+
+    fn arb_person() -> impl Strategy<Value = PersonState> {
+        (
+            proptest::array::uniform14(any::<u32>()),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(attrs, in_scope, in_scope_sent)| PersonState {
+                attrs,
+                in_scope,
+                in_scope_sent,
+            })
+    }
+
+    fn arb_application() -> impl Strategy<Value = ApplicationState> {
+        (
+            any::<u64>(),
+            0u8..=6,
+            proptest::array::uniform13(prop_oneof![Just(0u32), 0u32..4, any::<u32>()]),
+            proptest::option::of(proptest::sample::select(Side::ALL.to_vec())),
+        )
+            .prop_map(|(person_id, rank, count, last_side)| ApplicationState {
+                person_id,
+                rank,
+                count,
+                last_side,
+            })
+    }
+
+    fn arb_time() -> impl Strategy<Value = Option<DateTime<Utc>>> {
+        proptest::option::of(
+            (0i64..4_102_444_800, 0u32..1_000_000_000)
+                .prop_map(|(secs, nanos)| DateTime::from_timestamp(secs, nanos).expect("in range")),
+        )
+    }
+
+    fn arb_state() -> impl Strategy<Value = State> {
+        (
+            "[0-9a-f]{0,64}",
+            proptest::collection::btree_map(any::<u64>(), arb_person(), 0..20),
+            proptest::collection::btree_map(any::<u64>(), arb_application(), 0..20),
+            proptest::collection::btree_set(any::<u64>(), 0..10),
+            (arb_time(), arb_time(), arb_time()),
+        )
+            .prop_map(
+                |(
+                    setup,
+                    people,
+                    applications,
+                    pending_people,
+                    (watermark, last_full_read, run_in_progress),
+                )| State {
+                    setup,
+                    people,
+                    applications,
+                    pending_people,
+                    watermark,
+                    last_full_read,
+                    run_in_progress,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the state, decoding its encoding gives it back.
+        #[test]
+        fn encoding_round_trips(state in arb_state()) {
+            prop_assert_eq!(decode(&encode(&state)), Ok(state));
+        }
+    }
+
+    /// Under the umask of cron and systemd (0o022) a plain create gives 0644; state, key and
+    /// credentials must still be 0600. std cannot set the umask (and `unsafe` is forbidden),
+    /// so this re-runs the test binary under `sh -c 'umask 022; ...'` for the writes.
+    #[test]
+    fn umask_022_still_gives_0600() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let exe = std::env::current_exe().expect("test binary path");
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 022 && exec \"$0\" --exact --test-threads=1 state::tests::umask_child")
+            .arg(&exe)
+            .env(UMASK_CHILD_ENV, &data_dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run the child test");
+        assert!(status.success(), "child test failed");
+        assert_eq!(mode(&data_dir), 0o700);
+        assert_eq!(mode(&state_path(&data_dir)), 0o600);
+        assert_eq!(mode(&backup_path(&data_dir)), 0o600);
+        assert_eq!(mode(&data_dir.join(KEY_FILE)), 0o600);
+        // A control file created by the child without an explicit mode shows the umask applied.
+        assert_eq!(mode(&data_dir.join("control")), 0o644);
+    }
+
+    const UMASK_CHILD_ENV: &str = "CIOSYNC_TEST_UMASK_CHILD_DIR";
+
+    /// The writing half of [`umask_022_still_gives_0600`]; does nothing when run on its own.
+    #[test]
+    fn umask_child() {
+        let Some(data_dir) = std::env::var_os(UMASK_CHILD_ENV) else {
+            return;
+        };
+        let data_dir = PathBuf::from(data_dir);
+        ensure_data_dir(&data_dir).expect("data dir");
+        load_or_create_key(&data_dir).expect("key");
+        save(&data_dir, &sample_state()).expect("first save");
+        save(&data_dir, &State::default()).expect("second save");
+        fs::write(data_dir.join("control"), b"x").expect("control file");
+    }
 }

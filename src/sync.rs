@@ -813,14 +813,9 @@ impl TokenStore for DataDirTokenStore {
     fn load(&self) -> Result<(Secret, Option<Secret>), String> {
         let stored = credentials::load(&self.data_dir).map_err(|e| e.to_string())?;
         let refresh = credentials::current_refresh_token(stored.as_ref(), &self.seed);
-        let cached = stored.as_ref().and_then(|s| {
-            let fresh = s
-                .access_expires_at
-                .is_some_and(|t| t > Utc::now() + chrono::Duration::seconds(60));
-            (fresh && s.refresh_token == refresh)
-                .then(|| s.access_token.clone())
-                .flatten()
-        });
+        let cached = stored
+            .as_ref()
+            .and_then(|s| s.usable_access_token(&self.seed, Utc::now()).cloned());
         Ok((refresh, cached))
     }
 
@@ -830,14 +825,14 @@ impl TokenStore for DataDirTokenStore {
         access: &Secret,
         expires_in: Option<u64>,
     ) -> Result<(), String> {
-        let stored = credentials::StoredOAuth {
-            refresh_token: refresh.clone(),
-            seed_sha256: credentials::seed_digest(&self.seed),
-            access_token: Some(access.clone()),
-            access_expires_at: expires_in
-                .and_then(|s| i64::try_from(s).ok())
-                .map(|s| Utc::now() + chrono::Duration::seconds(s)),
-        };
+        let expires_at = expires_in
+            .and_then(|s| i64::try_from(s).ok())
+            .map(|s| Utc::now() + chrono::Duration::seconds(s));
+        let access = expires_at.map(|expires_at| credentials::CachedAccessToken {
+            token: access.clone(),
+            expires_at,
+        });
+        let stored = credentials::StoredOAuth::after_refresh(&self.seed, refresh.clone(), access);
         credentials::save(&self.data_dir, &stored).map_err(|e| e.to_string())
     }
 }

@@ -45,16 +45,11 @@ pub enum Trigger {
     /// These request numbers.
     Nth(Vec<u64>),
     /// Request numbers `from..=to`.
-    Range {
-        from: u64,
-        to: u64,
-    },
+    Range { from: u64, to: u64 },
     /// Every k-th request.
     Every(u64),
     /// Each request with this probability, drawn from the plan's seed.
-    Random {
-        probability: f64,
-    },
+    Random { probability: f64 },
 }
 
 /// One rule: a route, when, and what.
