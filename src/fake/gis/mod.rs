@@ -1,0 +1,459 @@
+//! The fake GIS: GraphQL validated against the real schema, raw-token auth, OAuth refresh
+//! with rotation, paging, a seeded data generator and a mutation API.
+//!
+//! `POST /graphql` and `POST /oauth/token` behave like gis-api.aiesec.org and
+//! auth.aiesec.org as far as ciosync can tell (see `research/gis-api.md` sections 1.4, 2.2,
+//! 6.4 and 7). The handle is synchronous: tests, the demo and the benchmark call it directly.
+
+mod generate;
+mod graphql;
+mod oauth;
+mod rng;
+mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine as _;
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Value};
+
+use super::faults::Faults;
+use super::server::Server;
+use super::RequestRecord;
+use oauth::{AuthError, Tokens};
+use store::Store;
+
+/// How the fake GIS is set up.
+#[derive(Debug, Clone)]
+pub struct FakeGisOptions {
+    /// Seed of the data generator and of every secret the fake hands out.
+    pub seed: u64,
+    /// How many people to generate (0: start empty and build scenarios with `insert_*`).
+    pub people: usize,
+    /// The LCs generated people are spread over (uniformly).
+    pub lcs: Vec<u64>,
+    /// The largest `per_page` honoured; larger requests are silently clamped.
+    pub per_page_cap: u32,
+    /// OAuth-issued access tokens stop working after this many requests.
+    pub token_ttl_requests: Option<u64>,
+    /// OAuth-issued access tokens stop working after this long (real time).
+    pub token_ttl: Option<Duration>,
+    /// The fake's "now": stamps mutations and token `created_at`.
+    pub clock: DateTime<Utc>,
+}
+
+impl Default for FakeGisOptions {
+    fn default() -> Self {
+        FakeGisOptions {
+            seed: 42,
+            people: 50,
+            lcs: vec![1337, 1338, 2001, 2002],
+            per_page_cap: 500,
+            token_ttl_requests: None,
+            token_ttl: None,
+            clock: Utc
+                .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+                .single()
+                .expect("a valid fixed date"),
+        }
+    }
+}
+
+/// One `/graphql` request, as the fake understood it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryRecord {
+    /// `operationName`, when given.
+    pub operation_name: Option<String>,
+    /// The root fields the operation selects (e.g. `["people"]`), even if it was refused.
+    pub root_fields: Vec<String>,
+    /// The `variables` object (or null).
+    pub variables: Value,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// Whether the body carried `errors`.
+    pub had_errors: bool,
+}
+
+/// State shared by the handlers and the handle.
+struct Shared {
+    store: RwLock<Store>,
+    tokens: Mutex<Tokens>,
+    requests: Mutex<Vec<RequestRecord>>,
+    queries: Mutex<Vec<QueryRecord>>,
+    clock: Mutex<DateTime<Utc>>,
+    per_page_cap: u32,
+}
+
+impl Shared {
+    fn clock(&self) -> DateTime<Utc> {
+        *self.clock.lock().expect("clock lock poisoned")
+    }
+
+    fn store(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.store.read().expect("store lock poisoned")
+    }
+
+    fn store_mut(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        self.store.write().expect("store lock poisoned")
+    }
+}
+
+/// A running fake GIS. Dropping it stops the server.
+pub struct FakeGis {
+    shared: Arc<Shared>,
+    faults: Faults,
+    server: Server,
+}
+
+impl FakeGis {
+    /// Generates the data and starts serving on `127.0.0.1` (a free port).
+    ///
+    /// # Errors
+    /// When the server cannot bind or start.
+    pub fn start(opts: FakeGisOptions) -> std::io::Result<FakeGis> {
+        let store = Store::generate(opts.seed, opts.people, &opts.lcs);
+        let shared = Arc::new(Shared {
+            store: RwLock::new(store),
+            tokens: Mutex::new(Tokens::new(
+                opts.seed,
+                opts.token_ttl_requests,
+                opts.token_ttl,
+            )),
+            requests: Mutex::new(Vec::new()),
+            queries: Mutex::new(Vec::new()),
+            clock: Mutex::new(opts.clock),
+            per_page_cap: opts.per_page_cap.max(1),
+        });
+        let faults = Faults::default();
+        let routes = Router::new()
+            .route("/graphql", post(graphql_handler))
+            .route("/oauth/token", post(token_handler))
+            .with_state(Arc::clone(&shared));
+        // Recording sits outside the faults, so a dropped or hung request still shows up.
+        let app = faults
+            .wrap(routes)
+            .layer(middleware::from_fn_with_state(Arc::clone(&shared), record));
+        let server = Server::start(app)?;
+        Ok(FakeGis {
+            shared,
+            faults,
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// The GraphQL endpoint.
+    pub fn graphql_url(&self) -> String {
+        format!("{}/graphql", self.url())
+    }
+
+    /// The OAuth token endpoint.
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.url())
+    }
+
+    /// A token that never expires (like GIS's entity-wide service tokens).
+    pub fn static_token(&self) -> String {
+        self.tokens().static_token.clone()
+    }
+
+    /// The OAuth client id (HTTP Basic user at the token endpoint).
+    pub fn oauth_client_id(&self) -> String {
+        self.tokens().client_id.clone()
+    }
+
+    /// The OAuth client secret (HTTP Basic password at the token endpoint).
+    pub fn oauth_client_secret(&self) -> String {
+        self.tokens().client_secret.clone()
+    }
+
+    /// The initial refresh token: valid until first used.
+    pub fn seed_refresh_token(&self) -> String {
+        self.tokens().seed_refresh_token.clone()
+    }
+
+    /// Expires every OAuth-issued access token now (the static token keeps working).
+    pub fn expire_access_tokens(&self) {
+        self.tokens().expire_all();
+    }
+
+    fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
+        self.shared.tokens.lock().expect("token lock poisoned")
+    }
+
+    /// The fault plan of this fake.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared
+            .requests
+            .lock()
+            .expect("request log lock poisoned")
+            .clone()
+    }
+
+    /// Every `/graphql` request handled so far.
+    pub fn queries(&self) -> Vec<QueryRecord> {
+        self.shared
+            .queries
+            .lock()
+            .expect("query log lock poisoned")
+            .clone()
+    }
+
+    /// Sets the fake's "now" (stamps later mutations).
+    pub fn set_clock(&self, t: DateTime<Utc>) {
+        *self.shared.clock.lock().expect("clock lock poisoned") = t;
+    }
+
+    /// Ids of the people currently in `lc`, in the default order (created_at desc).
+    pub fn person_ids(&self, lc: u64) -> Vec<u64> {
+        self.shared.store().person_ids(lc)
+    }
+
+    /// Ids of a person's applications, ascending.
+    pub fn application_ids(&self, person_id: u64) -> Vec<u64> {
+        self.shared.store().application_ids(person_id)
+    }
+
+    /// A person's full record, GraphQL-shaped (`None` if unknown or removed).
+    pub fn person_json(&self, id: u64) -> Option<Value> {
+        self.shared.store().person_json(id)
+    }
+
+    /// An application's full record, GraphQL-shaped; its `person` holds only the id.
+    pub fn application_json(&self, id: u64) -> Option<Value> {
+        self.shared.store().application_json(id)
+    }
+
+    /// Replaces the given top-level fields (GraphQL names) of a person; `updated_at`
+    /// becomes the clock unless the patch sets it. False if the person does not exist.
+    pub fn update_person(&self, id: u64, patch: Value) -> bool {
+        let clock = self.shared.clock();
+        self.shared.store_mut().update_person(id, &patch, clock)
+    }
+
+    /// Sets an application's status, stamps that status's date field(s) and `updated_at`
+    /// with the clock. False if the application does not exist.
+    pub fn set_application_status(&self, id: u64, status: &str) -> bool {
+        let clock = self.shared.clock();
+        self.shared
+            .store_mut()
+            .set_application_status(id, status, clock)
+    }
+
+    /// Replaces the given top-level fields of an application; `updated_at` becomes the clock
+    /// unless the patch sets it. False if the application does not exist.
+    pub fn update_application(&self, id: u64, patch: Value) -> bool {
+        let clock = self.shared.clock();
+        self.shared
+            .store_mut()
+            .update_application(id, &patch, clock)
+    }
+
+    /// Adds a person, or replaces the one with the same id. Missing `created_at` and
+    /// `updated_at` are set to the clock.
+    ///
+    /// # Panics
+    /// When `"id"` or `"home_lc": {"id": ..}` is missing (a bug in the calling test).
+    pub fn insert_person(&self, person: Value) {
+        let clock = self.shared.clock();
+        self.shared.store_mut().insert_person(person, clock);
+    }
+
+    /// Adds an application, or replaces the one with the same id. Missing `created_at` and
+    /// `updated_at` are set to the clock.
+    ///
+    /// # Panics
+    /// When `"id"` or `"person": {"id": ..}` is missing (a bug in the calling test).
+    pub fn insert_application(&self, app: Value) {
+        let clock = self.shared.clock();
+        self.shared.store_mut().insert_application(app, clock);
+    }
+
+    /// Removes a person and their applications. False if the person does not exist.
+    pub fn remove_person(&self, id: u64) -> bool {
+        self.shared.store_mut().remove_person(id)
+    }
+
+    /// Moves a person to another LC (and that LC's MC), touching `updated_at`.
+    pub fn move_person(&self, id: u64, lc: u64) -> bool {
+        let clock = self.shared.clock();
+        self.shared.store_mut().move_person(id, lc, clock)
+    }
+}
+
+/// Records method, path, status and body size of every request. The record is written
+/// before the request runs (status 0) so a dropped or hung request is still listed.
+async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let slot = {
+        let mut log = shared.requests.lock().expect("request log lock poisoned");
+        log.push(RequestRecord {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            status: 0,
+            body_bytes: bytes.len(),
+        });
+        log.len() - 1
+    };
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if let Some(entry) = shared
+        .requests
+        .lock()
+        .expect("request log lock poisoned")
+        .get_mut(slot)
+    {
+        entry.status = response.status().as_u16();
+    }
+    response
+}
+
+fn invalid_token() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"status": {
+            "code": 401,
+            "sub_code": "invalid_token",
+            "message": "Invalid, missing or expired token"
+        }})),
+    )
+        .into_response()
+}
+
+async fn graphql_handler(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let query = request["query"].as_str().unwrap_or("");
+    let operation_name = request["operationName"].as_str();
+    let variables = request.get("variables").cloned().unwrap_or(Value::Null);
+    let mut log = QueryRecord {
+        operation_name: operation_name.map(str::to_owned),
+        root_fields: graphql::root_fields(query, operation_name),
+        variables: variables.clone(),
+        status: 0,
+        had_errors: false,
+    };
+    let auth_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let auth = shared
+        .tokens
+        .lock()
+        .expect("token lock poisoned")
+        .authorize(auth_header, params.get("access_token").map(String::as_str));
+    let (status, body) = match auth {
+        Err(AuthError::Missing | AuthError::Bearer | AuthError::Unknown | AuthError::Expired) => {
+            log.status = 401;
+            shared
+                .queries
+                .lock()
+                .expect("query log lock poisoned")
+                .push(log);
+            return invalid_token();
+        }
+        Ok(()) if !request.is_object() || query.is_empty() => (
+            StatusCode::BAD_REQUEST,
+            json!({"errors": [{"message": "Expected a JSON body with a \"query\" string."}]}),
+        ),
+        Ok(()) => {
+            let store = shared.store();
+            match graphql::execute(
+                &store,
+                shared.per_page_cap,
+                query,
+                operation_name,
+                &variables,
+            ) {
+                Ok(body) | Err(body) => (StatusCode::OK, body),
+            }
+        }
+    };
+    log.status = status.as_u16();
+    log.had_errors = body.get("errors").is_some();
+    shared
+        .queries
+        .lock()
+        .expect("query log lock poisoned")
+        .push(log);
+    (status, Json(body)).into_response()
+}
+
+/// The client credentials from HTTP Basic, else from the form (Doorkeeper accepts both).
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<(String, String)> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| {
+            pair.split_once(':')
+                .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
+        });
+    basic.or_else(|| {
+        Some((
+            form.get("client_id")?.clone(),
+            form.get("client_secret")?.clone(),
+        ))
+    })
+}
+
+async fn token_handler(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: HashMap<String, String> = url_form(&body);
+    let client = client_credentials(&headers, &form);
+    let now = shared.clock();
+    let (status, body) = shared
+        .tokens
+        .lock()
+        .expect("token lock poisoned")
+        .grant(client, &form, now);
+    (status, Json(body)).into_response()
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body.
+fn url_form(body: &[u8]) -> HashMap<String, String> {
+    axum::extract::Query::<HashMap<String, String>>::try_from_uri(
+        &format!("/?{}", String::from_utf8_lossy(body))
+            .parse()
+            .unwrap_or_default(),
+    )
+    .map(|q| q.0)
+    .unwrap_or_default()
+}
