@@ -382,15 +382,31 @@ async fn graphql_handler(
             json!({"errors": [{"message": "Expected a JSON body with a \"query\" string."}]}),
         ),
         Ok(()) => {
-            let store = shared.store();
-            match graphql::execute(
-                &store,
+            let result = graphql::execute(
+                &shared.store(),
                 shared.per_page_cap,
                 query,
                 operation_name,
                 &variables,
-            ) {
-                Ok(body) | Err(body) => (StatusCode::OK, body),
+            );
+            match result {
+                Ok(bytes) => {
+                    // Field errors (HTTP 200 with data) are rare; a cheap byte scan spots them.
+                    log.had_errors = bytes.starts_with(b"{\"errors\"");
+                    log.status = 200;
+                    shared
+                        .queries
+                        .lock()
+                        .expect("query log lock poisoned")
+                        .push(log);
+                    return (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        bytes,
+                    )
+                        .into_response();
+                }
+                Err(body) => (StatusCode::OK, body),
             }
         }
     };
