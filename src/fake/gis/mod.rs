@@ -4,6 +4,18 @@
 //! `POST /graphql` and `POST /oauth/token` behave like gis-api.aiesec.org and
 //! auth.aiesec.org as far as ciosync can tell (see `research/gis-api.md` sections 1.4, 2.2,
 //! 6.4 and 7). The handle is synchronous: tests, the demo and the benchmark call it directly.
+//!
+//! Decisions where real GIS is unknown, so tests can rely on them:
+//! - Default order of both lists: `created_at` desc, ties by id desc. `filters.sort`
+//!   without `sort_direction` is ascending; the root `sort` string takes `updated_at`
+//!   (asc), `-updated_at` / `DESC_updated_at` (desc), `+…` / `ASC_…` (asc). Sort keys other
+//!   than `created_at` and `updated_at` keep the default order.
+//! - `page` < 1 is page 1; `per_page` < 1 is 25; above the cap it is clamped silently.
+//! - An empty filter list (`ids: []`) matches nothing; a null or absent one matches all.
+//! - `DateInput` bounds are inclusive; a bare date as `to` covers that whole day.
+//! - Query errors (syntax, validation, variables) are HTTP 200 with `{"errors": [...]}`;
+//!   a body that is not JSON with a `query` is HTTP 400.
+//! - Patches replace top-level fields (nested objects are replaced whole).
 
 mod generate;
 mod graphql;
