@@ -434,6 +434,15 @@ impl ObjectValue for LazyPerson<'_> {
     }
 }
 
+/// Converts a scalar to apollo's JSON type, copying a string once rather than twice.
+fn leaf(value: &Value) -> serde_json_bytes::Value {
+    match value {
+        Value::String(s) => serde_json_bytes::Value::String(s.as_str().into()),
+        Value::Bool(b) => serde_json_bytes::Value::Bool(*b),
+        other => serde_json_bytes::Value::from(other.clone()),
+    }
+}
+
 /// Resolves a stored JSON value as the schema type `ty`.
 fn resolve_json<'a>(
     value: &'a Value,
@@ -468,7 +477,7 @@ fn resolve_json<'a>(
                     ResolvedValue::null()
                 }
             } else {
-                ResolvedValue::leaf(serde_json_bytes::Value::from(value.clone()))
+                ResolvedValue::leaf(leaf(value))
             }
         }
     }
