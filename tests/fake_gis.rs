@@ -782,3 +782,9 @@ async fn a_million_people_answer_a_page() {
         .expect("a total");
     assert!((200_000..300_000).contains(&total), "{total}");
 }
+
+#[test]
+fn the_handle_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<FakeGis>();
+}

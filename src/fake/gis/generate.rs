@@ -242,7 +242,7 @@ pub(crate) fn person_core(seed: u64, index: u64, total: u64, lcs: usize) -> Pers
     let room = u64::try_from((GEN_END - created).max(0)).unwrap_or(0);
     let updated = created + i64::try_from(rng.below(room + 1)).unwrap_or(0);
     let lc_slot = usize::try_from(rng.below(lcs.max(1) as u64)).unwrap_or(0);
-    let status = rng.weighted(&PERSON_STATUSES.iter().map(|s| s.1).collect::<Vec<_>>());
+    let status = rng.weighted(PERSON_STATUSES);
     // About three applications on average: some none, a few more than ten.
     let app_count = match rng.below(100) {
         0..=14 => 0,
@@ -401,7 +401,7 @@ fn reached_rank(status: &str, rng: &mut Rng) -> usize {
 /// The dates of generated application `index` of a person who signed up at `person_created`.
 pub(crate) fn app_timeline(seed: u64, index: u64, person_created: i64) -> Timeline {
     let mut rng = Rng::new(seed, SALT_APP, index);
-    let status = rng.weighted(&APP_STATUSES.iter().map(|s| s.1).collect::<Vec<_>>());
+    let status = rng.weighted(APP_STATUSES);
     let name = APP_STATUSES[status].0;
     let rank = reached_rank(name, &mut rng);
     let days = |rng: &mut Rng, lo: u64, hi: u64| {
@@ -533,7 +533,8 @@ fn opportunity_json(seed: u64, k: u64, shape: u64) -> Value {
         return Value::Null;
     }
     let mut rng = Rng::new(seed, SALT_OPP, k);
-    let programme = &PROGRAMMES[rng.weighted(&PROGRAMMES.iter().map(|p| p.3).collect::<Vec<_>>())];
+    let weights: Vec<(u64, u32)> = PROGRAMMES.iter().map(|p| (p.0, p.3)).collect();
+    let programme = &PROGRAMMES[rng.weighted(&weights)];
     let title = format!(
         "{} in {}",
         PROJECTS[rng.below(PROJECTS.len() as u64) as usize],

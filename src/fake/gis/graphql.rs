@@ -58,7 +58,8 @@ pub(crate) fn root_fields(query: &str, operation_name: Option<&str>) -> Vec<Stri
         .unwrap_or_default()
 }
 
-/// Runs one GraphQL request. Returns the response body; `Err` holds request errors
+/// Runs one GraphQL request. Returns the serialized response body (straight from the
+/// execution result, skipping an intermediate JSON tree); `Err` holds request errors
 /// (parse, validation, variables) already shaped as `{"errors": [...]}`.
 pub(crate) fn execute(
     store: &Store,
@@ -66,7 +67,7 @@ pub(crate) fn execute(
     query: &str,
     operation_name: Option<&str>,
     variables: &Value,
-) -> Result<Value, Value> {
+) -> Result<Vec<u8>, Value> {
     let schema = schema();
     let document = ExecutableDocument::parse_and_validate(schema, query, "query.graphql")
         .map_err(|e| errors_body(e.errors.iter().map(|d| d.to_json()).collect()))?;
@@ -88,7 +89,7 @@ pub(crate) fn execute(
     let response = execution
         .execute_sync(&root)
         .map_err(|e| errors_body(vec![e.to_graphql_error(&document.sources)]))?;
-    serde_json::to_value(&response).map_err(|e| json!({"errors": [{"message": e.to_string()}]}))
+    serde_json::to_vec(&response).map_err(|e| json!({"errors": [{"message": e.to_string()}]}))
 }
 
 fn errors_body(errors: Vec<GraphQLError>) -> Value {
@@ -372,18 +373,18 @@ impl ObjectValue for JsonObject<'_> {
         info: &'a ResolveInfo<'a>,
     ) -> Result<ResolvedValue<'a>, FieldError> {
         let name = info.field_name();
-        // An application's person is the whole person, as in GIS, not just the stored id.
+        // An application's person is the whole person, as in GIS, not just the stored id;
+        // it is built only if a field other than `id` is selected.
         if self.type_name == "OpportunityApplication" && name == "person" {
-            let person = self.value["person"]["id"]
-                .as_str()
-                .and_then(|id| id.parse().ok())
-                .and_then(|id| self.store.person_json(id))
-                .or_else(|| self.value.get("person").filter(|p| p.is_object()).cloned());
-            return Ok(ResolvedValue::nullable_object(person.map(|p| JsonObject {
-                type_name: "Person",
-                value: Cow::Owned(p),
-                store: self.store,
-            })));
+            let stored = self.value.get("person").filter(|p| p.is_object());
+            return Ok(match stored {
+                Some(stored) => ResolvedValue::object(LazyPerson {
+                    stored,
+                    full: OnceLock::new(),
+                    store: self.store,
+                }),
+                None => ResolvedValue::null(),
+            });
         }
         let value = self.value.get(name).unwrap_or(&Value::Null);
         Ok(resolve_json(
@@ -392,6 +393,53 @@ impl ObjectValue for JsonObject<'_> {
             info.schema(),
             self.store,
         ))
+    }
+}
+
+/// An application's person: the stored `{"id": ..}` until a field beyond `id` is asked for,
+/// then the store's full record (or the stored object if the person is unknown).
+struct LazyPerson<'a> {
+    stored: &'a Value,
+    full: OnceLock<Value>,
+    store: &'a Store,
+}
+
+impl ObjectValue for LazyPerson<'_> {
+    fn type_name(&self) -> &str {
+        "Person"
+    }
+
+    fn resolve_field<'a>(
+        &'a self,
+        info: &'a ResolveInfo<'a>,
+    ) -> Result<ResolvedValue<'a>, FieldError> {
+        let record = if info.field_name() == "id" {
+            self.stored
+        } else {
+            self.full.get_or_init(|| {
+                self.stored["id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .and_then(|id| self.store.person_json(id))
+                    .unwrap_or_else(|| self.stored.clone())
+            })
+        };
+        let value = record.get(info.field_name()).unwrap_or(&Value::Null);
+        Ok(resolve_json(
+            value,
+            &info.field_definition().ty,
+            info.schema(),
+            self.store,
+        ))
+    }
+}
+
+/// Converts a scalar to apollo's JSON type, copying a string once rather than twice.
+fn leaf(value: &Value) -> serde_json_bytes::Value {
+    match value {
+        Value::String(s) => serde_json_bytes::Value::String(s.as_str().into()),
+        Value::Bool(b) => serde_json_bytes::Value::Bool(*b),
+        other => serde_json_bytes::Value::from(other.clone()),
     }
 }
 
@@ -429,7 +477,7 @@ fn resolve_json<'a>(
                     ResolvedValue::null()
                 }
             } else {
-                ResolvedValue::leaf(serde_json_bytes::Value::from(value.clone()))
+                ResolvedValue::leaf(leaf(value))
             }
         }
     }

@@ -4,6 +4,18 @@
 //! `POST /graphql` and `POST /oauth/token` behave like gis-api.aiesec.org and
 //! auth.aiesec.org as far as ciosync can tell (see `research/gis-api.md` sections 1.4, 2.2,
 //! 6.4 and 7). The handle is synchronous: tests, the demo and the benchmark call it directly.
+//!
+//! Decisions where real GIS is unknown, so tests can rely on them:
+//! - Default order of both lists: `created_at` desc, ties by id desc. `filters.sort`
+//!   without `sort_direction` is ascending; the root `sort` string takes `updated_at`
+//!   (asc), `-updated_at` / `DESC_updated_at` (desc), `+…` / `ASC_…` (asc). Sort keys other
+//!   than `created_at` and `updated_at` keep the default order.
+//! - `page` < 1 is page 1; `per_page` < 1 is 25; above the cap it is clamped silently.
+//! - An empty filter list (`ids: []`) matches nothing; a null or absent one matches all.
+//! - `DateInput` bounds are inclusive; a bare date as `to` covers that whole day.
+//! - Query errors (syntax, validation, variables) are HTTP 200 with `{"errors": [...]}`;
+//!   a body that is not JSON with a `query` is HTTP 400.
+//! - Patches replace top-level fields (nested objects are replaced whole).
 
 mod generate;
 mod graphql;
@@ -382,15 +394,31 @@ async fn graphql_handler(
             json!({"errors": [{"message": "Expected a JSON body with a \"query\" string."}]}),
         ),
         Ok(()) => {
-            let store = shared.store();
-            match graphql::execute(
-                &store,
+            let result = graphql::execute(
+                &shared.store(),
                 shared.per_page_cap,
                 query,
                 operation_name,
                 &variables,
-            ) {
-                Ok(body) | Err(body) => (StatusCode::OK, body),
+            );
+            match result {
+                Ok(bytes) => {
+                    // Field errors (HTTP 200 with data) are rare; a cheap byte scan spots them.
+                    log.had_errors = bytes.starts_with(b"{\"errors\"");
+                    log.status = 200;
+                    shared
+                        .queries
+                        .lock()
+                        .expect("query log lock poisoned")
+                        .push(log);
+                    return (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        bytes,
+                    )
+                        .into_response();
+                }
+                Err(body) => (StatusCode::OK, body),
             }
         }
     };

@@ -50,18 +50,18 @@ impl Rng {
         self.below(100) < percent
     }
 
-    /// An index into `weights`, drawn in proportion to them.
-    pub(crate) fn weighted(&mut self, weights: &[u32]) -> usize {
-        let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+    /// An index into `items`, drawn in proportion to their weights.
+    pub(crate) fn weighted<T>(&mut self, items: &[(T, u32)]) -> usize {
+        let total: u64 = items.iter().map(|(_, w)| u64::from(*w)).sum();
         let mut pick = self.below(total);
-        for (i, w) in weights.iter().enumerate() {
+        for (i, (_, w)) in items.iter().enumerate() {
             let w = u64::from(*w);
             if pick < w {
                 return i;
             }
             pick -= w;
         }
-        weights.len().saturating_sub(1)
+        items.len().saturating_sub(1)
     }
 }
 
@@ -80,7 +80,7 @@ mod tests {
         let mut rng = Rng::new(1, 2, 3);
         for _ in 0..1000 {
             assert!(rng.below(7) < 7);
-            assert_ne!(rng.weighted(&[3, 0, 5]), 1);
+            assert_ne!(rng.weighted(&[("a", 3), ("b", 0), ("c", 5)]), 1);
         }
     }
 }

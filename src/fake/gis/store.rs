@@ -427,12 +427,13 @@ impl Store {
                     .is_none_or(|w| w.contains(unpack_time(row.updated)))
                     && self.status_matches(row.status, &q.statuses)
             });
-            found.dedup();
             let rows = &self.people;
             sort_indexes(&mut found, q.sort, |i| {
                 let r = rows[i as usize];
                 (r.created, r.updated, r.id)
             });
+            // An id asked for twice is one record (duplicates are adjacent once sorted).
+            found.dedup();
             found
         })
     }
