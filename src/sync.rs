@@ -130,6 +130,7 @@ pub async fn run(
         state::load_or_create_key(data_dir)?
     };
 
+    tracing::info!(first_run, dry_run = options.dry_run, "Run started.");
     let mut summary = Summary {
         started_at: Some(now),
         dry_run: options.dry_run,
@@ -181,6 +182,17 @@ pub async fn run(
         (None, false) => "partial".to_owned(),
     };
     result.summary.error = result.error.as_ref().map(|e| error::chain(e));
+    tracing::info!(
+        outcome = %result.summary.outcome,
+        exit_code = result.summary.exit_code,
+        people_seen = result.summary.people_seen,
+        identifies_sent = result.summary.identifies_sent,
+        events_sent = result.summary.events_sent,
+        rejected = result.summary.rejected.len(),
+        gis_requests = result.summary.gis_requests,
+        cio_requests = result.summary.cio_requests,
+        "Run finished."
+    );
     if !options.dry_run {
         write_last_run(data_dir, &result.summary)?;
     }
@@ -351,10 +363,7 @@ impl Engine<'_> {
             CioApi::V1 => self.execute_v1(state, plan, cio, &mut checkpoint).await,
             CioApi::Batch => self.execute_batch(state, plan, cio, &mut checkpoint).await,
         };
-        let stop = match stop {
-            Ok(()) => None,
-            Err(e) => Some(e),
-        };
+        let stop = stop.err();
         if stop.is_none() {
             state.run_in_progress = None;
             state.watermark = Some(self.now);

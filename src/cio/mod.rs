@@ -289,7 +289,9 @@ impl CioClient {
     /// [`CioError`] when the run cannot go on.
     pub async fn batch(&self, ops: &[BatchOp]) -> Result<Vec<Outcome>, CioError> {
         let mut outcomes = vec![Outcome::Confirmed; ops.len()];
-        let mut pending = vec![0..ops.len()];
+        // A stack of index ranges still to send; a refused batch pushes its two halves.
+        let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+        pending.push(0..ops.len());
         let url = format!("{}/api/v2/batch", self.base);
         while let Some(range) = pending.pop() {
             if range.is_empty() {
