@@ -48,6 +48,37 @@ pub struct Summary {
     pub retries: u64,
     pub cio_bytes_sent: u64,
     pub token_refreshes: u64,
+    /// CPU time (user + system) the process used, in seconds (Linux; 0 elsewhere).
+    pub cpu_seconds: f64,
+    /// Peak resident memory of the process, in bytes (Linux; 0 elsewhere).
+    pub peak_rss_bytes: u64,
+}
+
+/// CPU seconds and peak RSS of this process so far, from `/proc/self` (Linux).
+pub fn resource_usage() -> (f64, u64) {
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024);
+    // Fields 14 and 15 of /proc/self/stat are utime and stime in clock ticks; the command
+    // name (field 2) may hold spaces, so count from the closing parenthesis.
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            // USER_HZ is 100 on every Linux platform ciosync targets.
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0);
+    (cpu, peak)
 }
 
 impl Summary {
@@ -129,6 +160,12 @@ impl Summary {
             "requests: GIS {}, customer.io {} ({} bytes), retries {}",
             self.gis_requests, self.cio_requests, self.cio_bytes_sent, self.retries
         );
+        let _ = writeln!(
+            out,
+            "resources: {:.2} s CPU, {} MiB peak memory",
+            self.cpu_seconds,
+            self.peak_rss_bytes / (1024 * 1024)
+        );
         out
     }
 }
@@ -136,6 +173,18 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_usage_is_measured_on_linux() {
+        let (cpu, peak) = resource_usage();
+        if cfg!(target_os = "linux") {
+            assert!(
+                peak > 1024 * 1024,
+                "a test process uses more than 1 MiB: {peak}"
+            );
+            assert!(cpu >= 0.0);
+        }
+    }
 
     #[test]
     fn json_round_trip_and_text_mentions_rejections() {

@@ -165,6 +165,7 @@ pub async fn run(
     summary.token_refreshes = token_refreshes;
     summary.pending_people = state.pending_people.len() as u64;
     summary.ended_at = Some(Utc::now().max(now));
+    (summary.cpu_seconds, summary.peak_rss_bytes) = crate::summary::resource_usage();
     let (dry_run, error) = match outcome {
         Ok(dry_run) => (dry_run, None),
         Err(e) => (None, Some(e)),
