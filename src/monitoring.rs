@@ -418,9 +418,7 @@ mod tests {
     }
 
     fn parse_sample(line: &str) -> ParsedSample {
-        let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
-            .expect("sample has a value");
+        let name_end = line.find(['{', ' ']).expect("sample has a value");
         let name = &line[..name_end];
         assert!(
             name.chars()
