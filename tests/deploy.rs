@@ -347,10 +347,11 @@ fn dockerfile_is_multi_stage_and_runs_as_a_non_root_user() {
 // ---------------------------------------------------------------------------------------
 // Kubernetes
 
-/// The manifest's documents as JSON, through python3's yaml module (the same YAML 1.1
-/// reading as Kubernetes' own parser, e.g. `0400` is octal), or `None` when unavailable.
-fn kubernetes_documents() -> Option<Vec<Value>> {
-    let path = deploy_dir().join("kubernetes/cronjob.yaml");
+/// The YAML documents of `deploy/<relative>` as JSON, through python3's yaml module (the
+/// same YAML 1.1 reading as Kubernetes' own parser, e.g. `0400` is octal), or `None` when
+/// that is unavailable.
+fn yaml_documents(relative: &str) -> Option<Vec<Value>> {
+    let path = deploy_dir().join(relative);
     let script = "import json, sys, yaml\n\
                   print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))";
     let out = match Command::new("python3")
@@ -360,19 +361,16 @@ fn kubernetes_documents() -> Option<Vec<Value>> {
     {
         Ok(out) => out,
         Err(error) => {
-            println!("note: python3 not available ({error}); skipping the manifest checks");
+            println!("note: python3 not available ({error}); skipping the {relative} checks");
             return None;
         }
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() && stderr.contains("No module named 'yaml'") {
-        println!("note: python3 has no yaml module; skipping the manifest checks");
+        println!("note: python3 has no yaml module; skipping the {relative} checks");
         return None;
     }
-    assert!(
-        out.status.success(),
-        "cronjob.yaml does not parse:\n{stderr}"
-    );
+    assert!(out.status.success(), "{relative} does not parse:\n{stderr}");
     Some(serde_json::from_slice(&out.stdout).expect("python printed JSON"))
 }
 
@@ -390,7 +388,7 @@ fn str_of(value: &Value) -> &str {
 
 #[test]
 fn cronjob_never_overlaps_keeps_its_data_and_reads_secrets_from_files() {
-    let Some(docs) = kubernetes_documents() else {
+    let Some(docs) = yaml_documents("kubernetes/cronjob.yaml") else {
         return;
     };
     let cronjob = of_kind(&docs, "CronJob");
@@ -509,6 +507,31 @@ fn cronjob_never_overlaps_keeps_its_data_and_reads_secrets_from_files() {
         assert!(
             config.values().all(|t| t.get(inline).is_none()),
             "no inline secret ({inline}) in a ConfigMap"
+        );
+    }
+}
+
+#[test]
+fn alert_rules_are_complete_prometheus_rule_groups() {
+    let Some(docs) = yaml_documents("prometheus/ciosync-alerts.yml") else {
+        return;
+    };
+    assert_eq!(docs.len(), 1);
+    let groups = docs[0]["groups"].as_array().expect("groups");
+    let rules: Vec<&Value> = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").iter())
+        .collect();
+    assert!(rules.len() >= 3);
+    for rule in rules {
+        let name = str_of(&rule["alert"]);
+        assert!(!str_of(&rule["expr"]).is_empty(), "{name}: expr");
+        humantime::parse_duration(str_of(&rule["for"]))
+            .unwrap_or_else(|e| panic!("{name}: for: {e}"));
+        assert!(rule["labels"]["severity"].is_string(), "{name}: severity");
+        assert!(
+            rule["annotations"]["summary"].is_string(),
+            "{name}: summary"
         );
     }
 }

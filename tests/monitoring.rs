@@ -216,3 +216,38 @@ fn the_textfile_on_disk_is_valid_exposition_text() {
     );
     assert_eq!(values[r#"ciosync_last_run_requests{service="gis"}"#], 2.0);
 }
+
+#[test]
+fn the_alert_rules_use_only_metrics_the_textfile_has() {
+    let rules = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/prometheus/ciosync-alerts.yml"),
+    )
+    .expect("read the alert rules");
+    let summary = Summary {
+        started_at: Some(chrono::DateTime::from_timestamp(1_764_331_200, 0).expect("valid")),
+        ended_at: Some(chrono::DateTime::from_timestamp(1_764_331_260, 0).expect("valid")),
+        ..Summary::default()
+    };
+    let text = render_textfile(&summary);
+    let exprs: Vec<&str> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("expr:"))
+        .collect();
+    assert!(exprs.len() >= 3, "rules found: {exprs:?}");
+    let mut checked = 0;
+    for expr in exprs {
+        for (start, _) in expr.match_indices("ciosync_") {
+            let name: String = expr[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                text.contains(&format!("# TYPE {name} gauge")),
+                "the rule uses {name}, which the textfile does not have"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3);
+}
