@@ -175,6 +175,12 @@ fi
 install_file "$binary" "$prefix/usr/local/bin/ciosync" 0755
 say "installed $prefix/usr/local/bin/ciosync"
 
+# The operator guide the units' Documentation= points at.
+if [ -f "$script_dir/README.md" ]; then
+    mkdir -p "$prefix/usr/local/share/doc/ciosync"
+    install_file "$script_dir/README.md" "$prefix/usr/local/share/doc/ciosync/README.md" 0644
+fi
+
 # 5. The schedule.
 activate=no
 if [ "$enable" = yes ] || [ "$config_existed" = yes ]; then
