@@ -8,6 +8,7 @@
 //! The ping URL carries a secret (anyone holding the uuid can fake "all is well"), so it is
 //! never logged in full: only its host, and reqwest errors are stripped of their URL.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Write as _};
@@ -205,7 +206,21 @@ pub fn write_textfile(path: &Path, summary: &Summary) -> io::Result<()> {
 }
 
 fn write_then_rename(temp: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = fs::File::create(temp)?;
+    // create_new (O_EXCL) never follows a symlink someone planted in a shared textfile
+    // directory; a leftover from a crashed run with the same pid is removed first.
+    let create = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp)
+    };
+    let mut file = match create() {
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(temp)?;
+            create()?
+        }
+        other => other?,
+    };
     set_mode(&file)?;
     file.write_all(contents)?;
     file.sync_all()?;
@@ -323,13 +338,7 @@ impl Exposition {
 
     /// A gauge family with one label, one sample per map entry (HELP and TYPE even when the
     /// map is empty, so the family is documented in every file).
-    fn labelled(
-        &mut self,
-        name: &str,
-        help: &str,
-        label: &str,
-        values: &std::collections::BTreeMap<String, u64>,
-    ) {
+    fn labelled(&mut self, name: &str, help: &str, label: &str, values: &BTreeMap<String, u64>) {
         let label_sets: Vec<[(&str, &str); 1]> =
             values.keys().map(|key| [(label, key.as_str())]).collect();
         let samples: Vec<Sample<'_>> = label_sets
@@ -379,7 +388,7 @@ mod tests {
     use super::*;
     use crate::summary::Rejection;
     use chrono::TimeZone;
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeSet;
 
     /// One parsed sample line.
     #[derive(Debug, PartialEq)]
@@ -647,6 +656,25 @@ mod tests {
             let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
             assert_eq!(mode, 0o644);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stale_temp_file_or_planted_symlink_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ciosync.prom");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").expect("victim");
+        let temp = dir
+            .path()
+            .join(format!(".ciosync.prom.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &temp).expect("plant symlink");
+        write_textfile(&path, &Summary::default()).expect("writes");
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious");
+        assert_eq!(
+            fs::read_to_string(&path).expect("textfile"),
+            render_textfile(&Summary::default())
+        );
     }
 
     #[test]
