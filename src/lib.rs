@@ -17,6 +17,7 @@ pub mod http;
 pub mod lock;
 pub mod logging;
 pub mod model;
+pub mod monitoring;
 pub mod plan;
 pub mod state;
 pub mod summary;

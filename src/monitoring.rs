@@ -1,0 +1,696 @@
+//! Monitoring (SPEC 2 `[monitoring]`, SPEC 6): the Prometheus textfile and the
+//! healthchecks.io-style pings.
+//!
+//! Owns only the rendering and delivery of what a run already decided; it never reads state
+//! or config, and nothing here can fail a run: the textfile write returns an error for the
+//! caller to log, and a ping swallows its own errors.
+//!
+//! The ping URL carries a secret (anyone holding the uuid can fake "all is well"), so it is
+//! never logged in full: only its host, and reqwest errors are stripped of their URL.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::summary::Summary;
+
+/// How long one ping may take: a monitoring service that hangs must not eat the run's time
+/// budget (the start ping is sent before any work).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The textfile's mode: node_exporter usually runs as another user and must read it.
+const TEXTFILE_MODE: u32 = 0o644;
+
+/// Renders the run summary in the Prometheus text exposition format (version 0.0.4), every
+/// metric with its `# HELP` and `# TYPE` lines. All metrics are gauges: they describe the
+/// last run, not a running total.
+pub fn render_textfile(summary: &Summary) -> String {
+    let mut out = Exposition::default();
+
+    if let Some(start) = summary.started_at {
+        out.gauge(
+            "ciosync_last_run_start_timestamp_seconds",
+            "When the last run started, in seconds since the Unix epoch.",
+            &[(&[], unix_seconds(start))],
+        );
+    }
+    if let Some(end) = summary.ended_at {
+        out.gauge(
+            "ciosync_last_run_end_timestamp_seconds",
+            "When the last run ended, in seconds since the Unix epoch.",
+            &[(&[], unix_seconds(end))],
+        );
+    }
+    if let (Some(start), Some(end)) = (summary.started_at, summary.ended_at) {
+        let millis = (end - start).num_milliseconds().max(0);
+        out.gauge(
+            "ciosync_last_run_duration_seconds",
+            "How long the last run took.",
+            &[(&[], millis as f64 / 1000.0)],
+        );
+    }
+    out.gauge(
+        "ciosync_last_run_exit_code",
+        "The last run's exit code (0 ok, 1 records rejected, 69 unavailable, 74 state, \
+         75 locked or time budget, 77 auth, 78 config).",
+        &[(&[], f64::from(summary.exit_code))],
+    );
+    out.gauge(
+        "ciosync_last_run_success",
+        "1 if the last run exited 0, else 0.",
+        &[(&[], bool_value(summary.exit_code == 0))],
+    );
+    out.gauge(
+        "ciosync_last_run_outcome",
+        "The last run's outcome (ok, partial, dry_run, or the error class that stopped it), \
+         as a label; the value is always 1.",
+        &[(&[("outcome", summary.outcome.as_str())], 1.0)],
+    );
+    out.gauge(
+        "ciosync_last_run_dry_run",
+        "1 if the last run was a dry run.",
+        &[(&[], bool_value(summary.dry_run))],
+    );
+    out.gauge(
+        "ciosync_last_run_full_read",
+        "1 if the last run read everything from GIS, 0 if it read incrementally.",
+        &[(&[], bool_value(summary.full_read))],
+    );
+
+    let counts: [(&str, &str, u64); 8] = [
+        (
+            "ciosync_last_run_people_seen",
+            "People read from GIS by the last run.",
+            summary.people_seen,
+        ),
+        (
+            "ciosync_last_run_applications_seen",
+            "Applications read from GIS by the last run.",
+            summary.applications_seen,
+        ),
+        (
+            "ciosync_last_run_people_changed",
+            "People with at least one write planned in the last run.",
+            summary.people_changed,
+        ),
+        (
+            "ciosync_last_run_identifies_sent",
+            "Profile updates customer.io confirmed in the last run.",
+            summary.identifies_sent,
+        ),
+        (
+            "ciosync_last_run_truncated_values",
+            "Attribute values cut to customer.io's 1000-byte limit in the last run.",
+            summary.truncated_values,
+        ),
+        (
+            "ciosync_last_run_people_left_scope",
+            "People who left the configured LCs, noticed by the last run.",
+            summary.people_left_scope,
+        ),
+        (
+            "ciosync_last_run_records_rejected",
+            "Writes customer.io refused for good in the last run (retried next run).",
+            summary.rejected.len() as u64,
+        ),
+        (
+            "ciosync_last_run_retries",
+            "HTTP requests the last run retried.",
+            summary.retries,
+        ),
+    ];
+    for (name, help, value) in counts {
+        out.gauge(name, help, &[(&[], value as f64)]);
+    }
+
+    out.labelled(
+        "ciosync_last_run_events_sent",
+        "Events customer.io confirmed in the last run, by event name.",
+        "event",
+        &summary.events_by_name,
+    );
+    out.labelled(
+        "ciosync_last_run_records_skipped",
+        "Records the last run skipped, by reason.",
+        "reason",
+        &summary.skipped,
+    );
+    out.labelled(
+        "ciosync_last_run_unknown_statuses",
+        "Applications with a status ciosync does not know, by status, in the last run.",
+        "status",
+        &summary.unknown_statuses,
+    );
+    out.gauge(
+        "ciosync_last_run_requests",
+        "HTTP requests the last run made, by service.",
+        &[
+            (&[("service", "gis")], summary.gis_requests as f64),
+            (&[("service", "customerio")], summary.cio_requests as f64),
+        ],
+    );
+    out.gauge(
+        "ciosync_last_run_customerio_sent_bytes",
+        "Request body bytes the last run sent to customer.io.",
+        &[(&[], summary.cio_bytes_sent as f64)],
+    );
+    out.gauge(
+        "ciosync_last_run_token_refreshes",
+        "GIS OAuth token refreshes in the last run.",
+        &[(&[], summary.token_refreshes as f64)],
+    );
+    out.gauge(
+        "ciosync_pending_people",
+        "People whose writes are not all confirmed yet; retried by the next run.",
+        &[(&[], summary.pending_people as f64)],
+    );
+    out.text
+}
+
+/// Writes [`render_textfile`] to `path` atomically (a temp file in the same directory, then
+/// a rename), mode 0644, so node_exporter never reads a half-written file. The temp file's
+/// name does not end in `.prom`, so the collector ignores it. The directory must exist.
+///
+/// # Errors
+/// Any I/O error creating, writing or renaming the file; the temp file is removed then.
+pub fn write_textfile(path: &Path, summary: &Summary) -> io::Result<()> {
+    let file_name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("textfile path {} has no file name", path.display()),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = write_then_rename(&temp, path, render_textfile(summary).as_bytes());
+    if result.is_err() {
+        // Best effort: a leftover temp file is harmless to the collector but untidy.
+        let _ = fs::remove_file(&temp);
+    } else if let Ok(dir) = fs::File::open(&dir) {
+        // Makes the rename durable; a failure here loses at most this one textfile.
+        let _ = dir.sync_all();
+    }
+    result
+}
+
+fn write_then_rename(temp: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
+    // create_new (O_EXCL) never follows a symlink someone planted in a shared textfile
+    // directory; a leftover from a crashed run with the same pid is removed first.
+    let create = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp)
+    };
+    let mut file = match create() {
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(temp)?;
+            create()?
+        }
+        other => other?,
+    };
+    set_mode(&file)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(temp, path)
+}
+
+/// Sets the mode explicitly: a create mode would be masked by the service's `UMask=0077`.
+#[cfg(unix)]
+fn set_mode(file: &fs::File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    file.set_permissions(fs::Permissions::from_mode(TEXTFILE_MODE))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_file: &fs::File) -> io::Result<()> {
+    Ok(())
+}
+
+/// The client for pings: short timeouts so a hung monitoring service costs the run at most
+/// [`PING_TIMEOUT`] per ping, and no redirects followed.
+pub fn ping_client() -> reqwest::Client {
+    crate::http::client(PING_TIMEOUT)
+        .expect("the rustls TLS backend initialises; it needs no system files")
+}
+
+/// Sends one healthchecks.io-style ping, `GET <url>/<suffix>`: `start` when a run begins,
+/// then the exit code (`0`, `1`, `75`, ...) when it ends.
+///
+/// Never fails the run: a ping that does not get through is logged and swallowed. Returns
+/// whether the monitoring service answered with a 2xx status, for callers that care.
+/// Logs name only the URL's host: the rest of it is a secret.
+pub async fn ping(client: &reqwest::Client, url: &str, suffix: &str) -> bool {
+    let host = url_host(url);
+    let target = format!("{}/{}", url.trim_end_matches('/'), suffix);
+    let response = client.get(&target).timeout(PING_TIMEOUT).send().await;
+    match response {
+        Ok(response) if response.status().is_success() => {
+            tracing::debug!(host = %host, suffix, "Monitoring ping sent.");
+            true
+        }
+        Ok(response) => {
+            // The service answered but refused: most likely a wrong or deleted check, which
+            // an operator must fix, so it is worth a cron mail.
+            tracing::warn!(
+                host = %host,
+                suffix,
+                status = response.status().as_u16(),
+                "Monitoring ping refused; check monitoring.ping_url."
+            );
+            false
+        }
+        Err(error) => {
+            // Unreachable or slow: the monitoring service itself will notice the missing
+            // ping, so a mail every five minutes would add nothing. The URL is stripped from
+            // the error because reqwest puts it in the message.
+            tracing::info!(
+                host = %host,
+                suffix,
+                error = %error.without_url(),
+                "Monitoring ping failed."
+            );
+            false
+        }
+    }
+}
+
+/// The host of `url` for logs, or a placeholder when it does not parse (the raw string may
+/// hold the secret, so it is never echoed).
+fn url_host(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|parsed| parsed.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "<unparsable ping_url>".to_owned())
+}
+
+fn unix_seconds(at: DateTime<Utc>) -> f64 {
+    at.timestamp_millis() as f64 / 1000.0
+}
+
+fn bool_value(flag: bool) -> f64 {
+    if flag {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// One sample: its labels (name, unescaped value) and its value.
+type Sample<'a> = (&'a [(&'a str, &'a str)], f64);
+
+/// Accumulates metric families in the text exposition format.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    /// One gauge family: HELP, TYPE, then its samples.
+    fn gauge(&mut self, name: &str, help: &str, samples: &[Sample<'_>]) {
+        let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.text, "# TYPE {name} gauge");
+        for (labels, value) in samples {
+            self.text.push_str(name);
+            if !labels.is_empty() {
+                let rendered: Vec<String> = labels
+                    .iter()
+                    .map(|(key, value)| format!("{key}=\"{}\"", escape_label_value(value)))
+                    .collect();
+                let _ = write!(self.text, "{{{}}}", rendered.join(","));
+            }
+            let _ = writeln!(self.text, " {}", format_value(*value));
+        }
+    }
+
+    /// A gauge family with one label, one sample per map entry (HELP and TYPE even when the
+    /// map is empty, so the family is documented in every file).
+    fn labelled(&mut self, name: &str, help: &str, label: &str, values: &BTreeMap<String, u64>) {
+        let label_sets: Vec<[(&str, &str); 1]> =
+            values.keys().map(|key| [(label, key.as_str())]).collect();
+        let samples: Vec<Sample<'_>> = label_sets
+            .iter()
+            .zip(values.values())
+            .map(|(labels, count)| (&labels[..], *count as f64))
+            .collect();
+        self.gauge(name, help, &samples);
+    }
+}
+
+/// Label values escape backslash, double quote and line feed (exposition format 0.0.4).
+fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// HELP text escapes backslash and line feed only.
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Integers print without a fraction; Rust's `Display` for f64 never uses an exponent,
+/// which the format would accept but people reading the file would not enjoy.
+fn format_value(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value}")
+    } else if value.is_nan() {
+        "NaN".to_owned()
+    } else if value > 0.0 {
+        "+Inf".to_owned()
+    } else {
+        "-Inf".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::Rejection;
+    use chrono::TimeZone;
+    use std::collections::BTreeSet;
+
+    /// One parsed sample line.
+    #[derive(Debug, PartialEq)]
+    struct ParsedSample {
+        name: String,
+        labels: BTreeMap<String, String>,
+        value: f64,
+    }
+
+    /// A strict little parser for the subset of the format we emit: every sample must
+    /// belong to a family announced by HELP and TYPE lines just before it.
+    fn parse(text: &str) -> Vec<ParsedSample> {
+        let mut helped = BTreeSet::new();
+        let mut typed = BTreeSet::new();
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').expect("HELP has a name and text");
+                assert!(!help.is_empty(), "empty HELP for {name}");
+                assert!(helped.insert(name.to_owned()), "HELP twice for {name}");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE has a name and kind");
+                assert_eq!(kind, "gauge");
+                assert!(helped.contains(name), "TYPE before HELP for {name}");
+                assert!(typed.insert(name.to_owned()), "TYPE twice for {name}");
+                continue;
+            }
+            assert!(!line.starts_with('#'), "unexpected comment: {line}");
+            let sample = parse_sample(line);
+            assert!(typed.contains(&sample.name), "sample without TYPE: {line}");
+            samples.push(sample);
+        }
+        samples
+    }
+
+    fn parse_sample(line: &str) -> ParsedSample {
+        let name_end = line.find(['{', ' ']).expect("sample has a value");
+        let name = &line[..name_end];
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name {name}"
+        );
+        let mut labels = BTreeMap::new();
+        let mut rest = &line[name_end..];
+        if let Some(after_brace) = rest.strip_prefix('{') {
+            let mut chars = after_brace.char_indices();
+            let mut key = String::new();
+            let mut value = String::new();
+            let mut in_value = false;
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                if in_value {
+                    match c {
+                        '\\' => match chars.next().expect("escape has a char").1 {
+                            'n' => value.push('\n'),
+                            '\\' => value.push('\\'),
+                            '"' => value.push('"'),
+                            other => panic!("bad escape \\{other}"),
+                        },
+                        '"' => {
+                            labels.insert(std::mem::take(&mut key), std::mem::take(&mut value));
+                            in_value = false;
+                        }
+                        other => value.push(other),
+                    }
+                } else {
+                    match c {
+                        '=' => {
+                            assert_eq!(chars.next().map(|(_, c)| c), Some('"'));
+                            in_value = true;
+                        }
+                        ',' => {}
+                        '}' => {
+                            end = Some(i);
+                            break;
+                        }
+                        other => key.push(other),
+                    }
+                }
+            }
+            let end = end.expect("labels are closed");
+            rest = &after_brace[end + 1..];
+        }
+        let value_text = rest.strip_prefix(' ').expect("one space before the value");
+        let value = value_text.parse::<f64>().expect("value is a float");
+        ParsedSample {
+            name: name.to_owned(),
+            labels,
+            value,
+        }
+    }
+
+    fn value_of(samples: &[ParsedSample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let wanted: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        samples
+            .iter()
+            .find(|s| s.name == name && s.labels == wanted)
+            .map(|s| s.value)
+    }
+
+    fn sample_summary() -> Summary {
+        let start = Utc
+            .with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
+            .single()
+            .expect("valid date");
+        let mut summary = Summary {
+            started_at: Some(start),
+            ended_at: Some(start + chrono::Duration::milliseconds(83_250)),
+            outcome: "partial".into(),
+            exit_code: 1,
+            people_seen: 120,
+            applications_seen: 340,
+            people_changed: 9,
+            identifies_sent: 7,
+            events_sent: 5,
+            pending_people: 2,
+            gis_requests: 4,
+            cio_requests: 11,
+            retries: 3,
+            full_read: true,
+            ..Summary::default()
+        };
+        summary.events_by_name.insert("GCDPapplied".into(), 3);
+        summary.events_by_name.insert("GTaaccepted".into(), 2);
+        summary.skipped.insert("duplicate".into(), 1);
+        summary
+            .unknown_statuses
+            .insert("weird \"status\"\\\nnext".into(), 4);
+        summary.rejected.push(Rejection {
+            person_id: 7,
+            write: "identify".into(),
+            reason: "HTTP 400".into(),
+        });
+        summary
+    }
+
+    #[test]
+    fn every_value_of_the_summary_round_trips_through_the_text() {
+        let summary = sample_summary();
+        let samples = parse(&render_textfile(&summary));
+        let get = |name: &str, labels: &[(&str, &str)]| {
+            value_of(&samples, name, labels).unwrap_or_else(|| panic!("missing {name}"))
+        };
+        let start = summary.started_at.expect("set").timestamp() as f64;
+        assert_eq!(get("ciosync_last_run_start_timestamp_seconds", &[]), start);
+        assert_eq!(
+            get("ciosync_last_run_end_timestamp_seconds", &[]),
+            start + 83.25
+        );
+        assert_eq!(get("ciosync_last_run_duration_seconds", &[]), 83.25);
+        assert_eq!(get("ciosync_last_run_exit_code", &[]), 1.0);
+        assert_eq!(get("ciosync_last_run_success", &[]), 0.0);
+        assert_eq!(
+            get("ciosync_last_run_outcome", &[("outcome", "partial")]),
+            1.0
+        );
+        assert_eq!(get("ciosync_last_run_full_read", &[]), 1.0);
+        assert_eq!(get("ciosync_last_run_people_seen", &[]), 120.0);
+        assert_eq!(get("ciosync_last_run_applications_seen", &[]), 340.0);
+        assert_eq!(get("ciosync_last_run_identifies_sent", &[]), 7.0);
+        assert_eq!(
+            get("ciosync_last_run_events_sent", &[("event", "GCDPapplied")]),
+            3.0
+        );
+        assert_eq!(
+            get("ciosync_last_run_events_sent", &[("event", "GTaaccepted")]),
+            2.0
+        );
+        assert_eq!(
+            get(
+                "ciosync_last_run_records_skipped",
+                &[("reason", "duplicate")]
+            ),
+            1.0
+        );
+        assert_eq!(get("ciosync_last_run_records_rejected", &[]), 1.0);
+        assert_eq!(get("ciosync_last_run_requests", &[("service", "gis")]), 4.0);
+        assert_eq!(
+            get("ciosync_last_run_requests", &[("service", "customerio")]),
+            11.0
+        );
+        assert_eq!(get("ciosync_last_run_retries", &[]), 3.0);
+        assert_eq!(get("ciosync_pending_people", &[]), 2.0);
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_parse_back_unchanged() {
+        let summary = sample_summary();
+        let text = render_textfile(&summary);
+        assert!(
+            text.contains(r#"status="weird \"status\"\\\nnext""#),
+            "escaped label missing from:\n{text}"
+        );
+        // A raw newline in a label would split the sample over two lines.
+        assert!(text
+            .lines()
+            .all(|line| !line.ends_with("weird \"status\"\\")));
+        let samples = parse(&text);
+        assert_eq!(
+            value_of(
+                &samples,
+                "ciosync_last_run_unknown_statuses",
+                &[("status", "weird \"status\"\\\nnext")]
+            ),
+            Some(4.0)
+        );
+    }
+
+    #[test]
+    fn a_run_without_times_omits_them_and_success_follows_the_exit_code() {
+        let summary = Summary {
+            outcome: "ok".into(),
+            exit_code: 0,
+            ..Summary::default()
+        };
+        let samples = parse(&render_textfile(&summary));
+        assert_eq!(
+            value_of(&samples, "ciosync_last_run_start_timestamp_seconds", &[]),
+            None
+        );
+        assert_eq!(
+            value_of(&samples, "ciosync_last_run_duration_seconds", &[]),
+            None
+        );
+        assert_eq!(
+            value_of(&samples, "ciosync_last_run_success", &[]),
+            Some(1.0)
+        );
+        // Empty maps still announce their family, and contribute no samples.
+        assert!(!samples
+            .iter()
+            .any(|s| s.name == "ciosync_last_run_events_sent"));
+    }
+
+    #[test]
+    fn help_text_escapes_backslash_and_newline() {
+        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
+        assert_eq!(escape_label_value("a\"b"), "a\\\"b");
+    }
+
+    #[test]
+    fn write_is_atomic_replaces_the_old_file_and_is_world_readable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ciosync.prom");
+        fs::write(&path, "old").expect("seed old file");
+        let summary = sample_summary();
+        write_textfile(&path, &summary).expect("writes");
+        let written = fs::read_to_string(&path).expect("reads back");
+        assert_eq!(written, render_textfile(&summary));
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .expect("lists")
+            .map(|e| e.expect("entry").file_name())
+            .filter(|name| name != "ciosync.prom")
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stale_temp_file_or_planted_symlink_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ciosync.prom");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").expect("victim");
+        let temp = dir
+            .path()
+            .join(format!(".ciosync.prom.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &temp).expect("plant symlink");
+        write_textfile(&path, &Summary::default()).expect("writes");
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious");
+        assert_eq!(
+            fs::read_to_string(&path).expect("textfile"),
+            render_textfile(&Summary::default())
+        );
+    }
+
+    #[test]
+    fn write_into_a_missing_directory_fails_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("missing").join("ciosync.prom");
+        assert!(write_textfile(&path, &Summary::default()).is_err());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn host_is_all_a_log_sees_of_the_ping_url() {
+        assert_eq!(
+            url_host("https://hc-ping.com/2f9e0d7c-secret-uuid"),
+            "hc-ping.com"
+        );
+        assert_eq!(url_host("not a url with secret"), "<unparsable ping_url>");
+    }
+}
