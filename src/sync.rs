@@ -22,6 +22,7 @@ use crate::gis::{GisClient, TokenStore};
 use crate::http::{Counters, RetryPolicy};
 use crate::lock;
 use crate::model::PersonId;
+use crate::monitoring;
 use crate::plan::{self, Fingerprinter, PersonPlan, Plan, PlanOptions};
 use crate::state::{self, ApplicationState, PersonState, State};
 use crate::summary::{Rejection, Summary};
@@ -30,7 +31,7 @@ use crate::summary::{Rejection, Summary};
 const PERSON_CONCURRENCY: usize = 16;
 /// v2 batches in flight at once.
 const BATCH_CONCURRENCY: usize = 4;
-/// How often the state is saved while writes are confirmed.
+/// How often, at least, the state is saved while writes are confirmed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The large-change refusals apply only when the state knows at least this many people.
 const LARGE_CHANGE_MIN_PEOPLE: usize = 50;
@@ -108,6 +109,54 @@ pub async fn run(
             )))
         }
     };
+    let pinger = if options.dry_run {
+        None
+    } else {
+        config
+            .monitoring
+            .ping_url
+            .as_deref()
+            .map(|url| (monitoring::ping_client(), url))
+    };
+    if let Some((client, url)) = &pinger {
+        monitoring::ping(client, url, "start").await;
+    }
+    let result = run_locked(config, options, now, started).await;
+    if !options.dry_run {
+        let (code, summary) = match &result {
+            Ok(r) => (r.code(), r.summary.clone()),
+            Err(e) => (
+                e.code(),
+                Summary {
+                    started_at: Some(now),
+                    ended_at: Some(Utc::now().max(now)),
+                    outcome: outcome_name(e).to_owned(),
+                    exit_code: e.code(),
+                    error: Some(error::chain(e)),
+                    ..Summary::default()
+                },
+            ),
+        };
+        if let Some(path) = &config.monitoring.textfile {
+            if let Err(e) = monitoring::write_textfile(path, &summary) {
+                tracing::warn!(path = %path.display(), error = %e, "Cannot write the Prometheus textfile.");
+            }
+        }
+        if let Some((client, url)) = &pinger {
+            monitoring::ping(client, url, &code.to_string()).await;
+        }
+    }
+    result
+}
+
+/// The run once the lock is held.
+async fn run_locked(
+    config: &Config,
+    options: &RunOptions,
+    now: DateTime<Utc>,
+    started: Instant,
+) -> Result<RunResult, Error> {
+    let data_dir = config.data_dir.as_path();
     let setup = setup_fingerprint(config);
     let loaded = state::load(data_dir)?;
     let first_run = loaded.is_none();
@@ -222,6 +271,33 @@ fn outcome_name(e: &Error) -> &'static str {
     }
 }
 
+/// Reads since this long before the last completed run started, so clock skew and
+/// records committed while that run read cannot slip between two incremental reads.
+const INCREMENTAL_OVERLAP: chrono::Duration = chrono::Duration::minutes(15);
+/// More pending people than this make the run read everything instead (SPEC 5.4).
+const MAX_PENDING_FOR_INCREMENTAL: usize = 100;
+
+/// `Some(since)` when this run may read incrementally (SPEC 5.4): not the first run, no
+/// `--full`, the last full read younger than `full_sync_every`, a watermark, and at most
+/// [`MAX_PENDING_FOR_INCREMENTAL`] pending people.
+fn incremental_since(
+    config: &Config,
+    options: &RunOptions,
+    state: &State,
+    first_run: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if first_run || options.full || state.pending_people.len() > MAX_PENDING_FOR_INCREMENTAL {
+        return None;
+    }
+    let every = chrono::Duration::from_std(config.gis.full_sync_every).ok()?;
+    let last_full = state.last_full_read?;
+    if now - last_full >= every {
+        return None;
+    }
+    Some(state.watermark? - INCREMENTAL_OVERLAP)
+}
+
 /// New work stops this long before the time budget ends, so the final save fits.
 fn soft_deadline(started: Instant, budget: Duration) -> Instant {
     let margin = (budget / 10).min(Duration::from_secs(10));
@@ -269,10 +345,28 @@ impl Engine<'_> {
 
         let gis = gis_client(config, Some(self.soft_deadline))?;
         self.gis_counters = Some(gis.counters.clone());
-        let read = gis.read_all().await;
+        let since = incremental_since(config, self.options, state, first_run, self.now);
+        let read = match since {
+            Some(since) => {
+                let out_of_scope: BTreeSet<PersonId> = state
+                    .people
+                    .iter()
+                    .filter(|(_, p)| !p.in_scope)
+                    .map(|(id, _)| *id)
+                    .collect();
+                tracing::info!(since = %since, pending = state.pending_people.len(), "Incremental read.");
+                gis.read_changed(since, &state.pending_people, &out_of_scope)
+                    .await
+            }
+            None => {
+                tracing::info!("Full read.");
+                gis.read_all().await
+            }
+        };
         self.token_refreshes = gis.token_refreshes();
         let snapshot = read?;
-        self.summary.full_read = true;
+        let full_read = since.is_none();
+        self.summary.full_read = full_read;
         self.summary.skipped = snapshot.skipped.clone();
 
         let plan = plan::plan(
@@ -284,18 +378,20 @@ impl Engine<'_> {
                 site_id: config.customerio.site_id.clone(),
                 programme_name: config.events.programme_name,
                 late_events: config.events.late_events,
-                full_read: true,
+                full_read,
             },
             self.now,
         );
         self.record_plan_stats(&plan);
         if !self.options.allow_large_change && !first_run {
-            refuse_large_change(config, state, &plan, snapshot.people.len())?;
+            let people_read = full_read.then_some(snapshot.people.len());
+            refuse_large_change(config, state, &plan, people_read)?;
         }
         if self.options.dry_run {
             return Ok(Some(dry_run_view(&plan)));
         }
-        self.execute(state, plan, &cio, &data_dir).await?;
+        self.execute(state, plan, &cio, &data_dir, full_read)
+            .await?;
         Ok(None)
     }
 
@@ -346,6 +442,7 @@ impl Engine<'_> {
         plan: Plan,
         cio: &CioClient,
         data_dir: &Path,
+        full_read: bool,
     ) -> Result<(), Error> {
         state.run_in_progress = Some(self.now);
         state.pending_people = plan
@@ -357,6 +454,7 @@ impl Engine<'_> {
         let mut checkpoint = Checkpoint {
             data_dir,
             last_save: Instant::now(),
+            interval: CHECKPOINT_EVERY,
             soft_deadline: self.soft_deadline,
             budget: self.config.safety.time_budget,
         };
@@ -368,7 +466,9 @@ impl Engine<'_> {
         if stop.is_none() {
             state.run_in_progress = None;
             state.watermark = Some(self.now);
-            state.last_full_read = Some(self.now);
+            if full_read {
+                state.last_full_read = Some(self.now);
+            }
         }
         state::save(data_dir, state)?;
         match stop {
@@ -557,15 +657,20 @@ impl Engine<'_> {
 struct Checkpoint<'a> {
     data_dir: &'a Path,
     last_save: Instant,
+    /// Time between saves: [`CHECKPOINT_EVERY`], or ten times the last save's duration when
+    /// that is longer, so saving a large state never takes more than a tenth of the run.
+    interval: Duration,
     soft_deadline: Instant,
     budget: Duration,
 }
 
 impl Checkpoint<'_> {
     fn after_progress(&mut self, state: &State) -> Result<(), Error> {
-        if self.last_save.elapsed() >= CHECKPOINT_EVERY {
+        if self.last_save.elapsed() >= self.interval {
+            let started = Instant::now();
             state::save(self.data_dir, state)?;
             self.last_save = Instant::now();
+            self.interval = CHECKPOINT_EVERY.max(started.elapsed() * 10);
         }
         if Instant::now() >= self.soft_deadline {
             return Err(Error::TimeBudget(
@@ -705,7 +810,7 @@ fn refuse_large_change(
     config: &Config,
     state: &State,
     plan: &Plan,
-    people_read: usize,
+    people_read: Option<usize>,
 ) -> Result<(), Error> {
     let known = state.people.len();
     if known < LARGE_CHANGE_MIN_PEOPLE || state.run_in_progress.is_some() {
@@ -726,6 +831,10 @@ fn refuse_large_change(
             safety.max_event_share
         )));
     }
+    let Some(people_read) = people_read else {
+        // Only a full read says how many people GIS has.
+        return Ok(());
+    };
     let in_scope = state.people.values().filter(|p| p.in_scope).count();
     if in_scope > 0 && (people_read as f64) < safety.min_people_share * in_scope as f64 {
         return Err(Error::LargeChange(format!(

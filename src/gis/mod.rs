@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
@@ -18,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::config::{GisAuth, GisConfig, OAuthConfig, Secret};
 use crate::http::{self, Counters, Failure, RetryPolicy};
-use crate::model::{Application, Person, PersonId};
+use crate::model::{Application, ApplicationId, Person, PersonId};
 
 /// `currentPerson { id }`: preflight and `check`.
 pub const CURRENT_PERSON_QUERY: &str = "query CurrentPerson { currentPerson { id } }";
@@ -62,6 +63,8 @@ pub const APPLICATIONS_QUERY: &str =
 
 /// How many pages are read at once.
 const PAGE_CONCURRENCY: usize = 4;
+/// How many ids one `people(filters: {ids})` query asks for.
+const IDS_PER_QUERY: usize = 200;
 
 /// Why a GIS read failed.
 #[derive(Debug, thiserror::Error)]
@@ -200,112 +203,220 @@ impl GisClient {
             .ok_or_else(|| GisError::Unavailable("currentPerson answered without an id".to_owned()))
     }
 
-    /// Every person of the configured LCs and every application of those people.
+    /// Every person of the configured LCs and every application of those people (a full
+    /// read).
     ///
     /// # Errors
     /// [`GisError`] when a page cannot be read after retries.
     pub async fn read_all(&self) -> Result<Snapshot, GisError> {
-        let mut snapshot = Snapshot::default();
-        let people_filter = json!({ "home_committee": self.home_lcs });
-        let people = self
-            .read_pages(PEOPLE_QUERY, "people", people_filter, &mut snapshot.skipped)
-            .await?;
-        let apps = self
-            .read_pages(
-                APPLICATIONS_QUERY,
-                "allOpportunityApplication",
-                json!({ "person_home_lc": self.home_lcs }),
-                &mut snapshot.skipped,
-            )
-            .await?;
-        snapshot.people = decode_all(people, decode::person, &mut snapshot.skipped);
-        snapshot.applications = decode_all(apps, decode::application, &mut snapshot.skipped);
-        Ok(snapshot)
-    }
-
-    /// Specific people by id, and their applications (the pending list, SPEC 5.4).
-    ///
-    /// # Errors
-    /// [`GisError`] when a page cannot be read after retries.
-    pub async fn read_people_by_id(&self, ids: &BTreeSet<PersonId>) -> Result<Snapshot, GisError> {
-        let mut snapshot = Snapshot::default();
-        if ids.is_empty() {
-            return Ok(snapshot);
-        }
-        let id_strings: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let mut skipped = BTreeMap::new();
         let people = self
             .read_pages(
                 PEOPLE_QUERY,
                 "people",
-                json!({ "ids": id_strings }),
-                &mut snapshot.skipped,
+                self.people_filter(false),
+                None,
+                decode::person,
+                &mut skipped,
             )
             .await?;
-        // Only people still in the configured LCs count as read.
-        let people: Vec<Value> = people
+        let applications = self
+            .read_pages(
+                APPLICATIONS_QUERY,
+                "allOpportunityApplication",
+                self.applications_filter(false),
+                None,
+                decode::application,
+                &mut skipped,
+            )
+            .await?;
+        Ok(Snapshot {
+            people,
+            applications,
+            skipped,
+        })
+    }
+
+    /// An incremental read (SPEC 5.4): people and applications changed since `since`
+    /// (newest first, paging stops at the first page older than `since`); the people those
+    /// changed applications belong to; the `pending` people by id with all their
+    /// applications; and all applications of people coming back into scope (`out_of_scope`
+    /// ids that are read again). People outside the configured LCs are not returned.
+    ///
+    /// # Errors
+    /// [`GisError`] when a page cannot be read after retries.
+    pub async fn read_changed(
+        &self,
+        since: DateTime<Utc>,
+        pending: &BTreeSet<PersonId>,
+        out_of_scope: &BTreeSet<PersonId>,
+    ) -> Result<Snapshot, GisError> {
+        let mut skipped = BTreeMap::new();
+        let mut people: BTreeMap<PersonId, Person> = self
+            .read_pages(
+                PEOPLE_QUERY,
+                "people",
+                self.people_filter(true),
+                Some(since),
+                decode::person,
+                &mut skipped,
+            )
+            .await?
             .into_iter()
-            .filter(|p| {
-                decode::id(p.pointer("/home_lc/id")).is_some_and(|lc| self.home_lcs.contains(&lc))
-            })
+            .map(|p| (p.id, p))
             .collect();
-        let mut apps = Vec::new();
-        for id in ids {
-            let mut page = self
+        let mut applications: BTreeMap<ApplicationId, Application> = self
+            .read_pages(
+                APPLICATIONS_QUERY,
+                "allOpportunityApplication",
+                self.applications_filter(true),
+                Some(since),
+                decode::application,
+                &mut skipped,
+            )
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+
+        // The people behind changed applications, and the pending people, by id.
+        let mut wanted: BTreeSet<PersonId> =
+            applications.values().filter_map(|a| a.person_id).collect();
+        wanted.extend(pending.iter().copied());
+        wanted.retain(|id| !people.contains_key(id));
+        let wanted: Vec<PersonId> = wanted.into_iter().collect();
+        for chunk in wanted.chunks(IDS_PER_QUERY) {
+            let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
+            let found = self
+                .read_pages(
+                    PEOPLE_QUERY,
+                    "people",
+                    json!({ "ids": ids }),
+                    None,
+                    decode::person,
+                    &mut skipped,
+                )
+                .await?;
+            for person in found {
+                // Only people still in the configured LCs count as read.
+                if person
+                    .home_lc_id
+                    .is_some_and(|lc| self.home_lcs.contains(&lc))
+                {
+                    people.insert(person.id, person);
+                }
+            }
+        }
+
+        // All applications of pending people and of people coming back into scope.
+        let whole: BTreeSet<PersonId> = people
+            .keys()
+            .copied()
+            .filter(|id| pending.contains(id) || out_of_scope.contains(id))
+            .collect();
+        for person_id in whole {
+            let found = self
                 .read_pages(
                     APPLICATIONS_QUERY,
                     "allOpportunityApplication",
-                    json!({ "person_id": id }),
-                    &mut snapshot.skipped,
+                    json!({ "person_id": person_id }),
+                    None,
+                    decode::application,
+                    &mut skipped,
                 )
                 .await?;
-            apps.append(&mut page);
+            for application in found {
+                applications.insert(application.id, application);
+            }
         }
-        snapshot.people = decode_all(people, decode::person, &mut snapshot.skipped);
-        snapshot.applications = decode_all(apps, decode::application, &mut snapshot.skipped);
-        Ok(snapshot)
+        Ok(Snapshot {
+            people: people.into_values().collect(),
+            applications: applications.into_values().collect(),
+            skipped,
+        })
     }
 
-    /// Reads every page of a list query: page 1 first, then the rest concurrently; pages past
-    /// the first answer's `total_pages` are read while they keep coming (records can be added
-    /// while we read). Records are de-duplicated by raw id later.
-    async fn read_pages(
+    fn people_filter(&self, newest_first: bool) -> Value {
+        let mut filter = json!({ "home_committee": self.home_lcs });
+        if newest_first {
+            filter["sort"] = json!("updated_at");
+            filter["sort_direction"] = json!("desc");
+        }
+        filter
+    }
+
+    fn applications_filter(&self, newest_first: bool) -> Value {
+        let mut filter = json!({ "person_home_lc": self.home_lcs });
+        if newest_first {
+            filter["sort"] = json!("updated_at");
+            filter["sort_direction"] = json!("desc");
+        }
+        filter
+    }
+
+    /// Reads the pages of a list query and decodes each page as it arrives (so at most a
+    /// few pages of raw JSON are held at once).
+    ///
+    /// Without `since`: page 1 first, then the rest concurrently; pages past the first
+    /// answer's `total_pages` are read while they keep coming (records can be added while we
+    /// read). With `since` (records sorted newest first): one page at a time, stopping after
+    /// the first page holding a record updated before `since`.
+    ///
+    /// Records are de-duplicated by id, keeping the later copy (a record seen twice moved
+    /// between pages; the later read is at least as fresh).
+    async fn read_pages<T: Record>(
         &self,
         query: &str,
         root: &str,
         filters: Value,
+        since: Option<DateTime<Utc>>,
+        decode: fn(&Value) -> Result<T, decode::Skip>,
         skipped: &mut BTreeMap<String, u64>,
-    ) -> Result<Vec<Value>, GisError> {
+    ) -> Result<Vec<T>, GisError> {
+        let mut pages = PageSink {
+            records: BTreeMap::new(),
+            seen: 0,
+            decode,
+        };
         let first = self.page(query, root, &filters, 1).await?;
         let mut total_pages = first.total_pages;
-        let mut records = first.data;
-        if records.is_empty() {
-            return Ok(records);
+        if first.data.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut next = 2u64;
-        while next <= total_pages {
-            let pages: Vec<u64> = (next..=total_pages).collect();
-            next = total_pages + 1;
-            let results: Vec<Result<PageData, GisError>> = stream::iter(pages)
-                .map(|n| self.page(query, root, &filters, n))
-                .buffered(PAGE_CONCURRENCY)
-                .collect()
-                .await;
-            let mut ended = false;
-            for result in results {
-                let page = result?;
+        let mut oldest = pages.take(&first, skipped);
+        drop(first);
+        if let Some(since) = since {
+            let mut number = 1u64;
+            while oldest >= since && number < total_pages {
+                self.check_deadline(root)?;
+                number += 1;
+                let page = self.page(query, root, &filters, number).await?;
                 if page.data.is_empty() {
-                    ended = true;
+                    break;
                 }
                 total_pages = total_pages.max(page.total_pages);
-                records.extend(page.data);
+                oldest = pages.take(&page, skipped);
             }
-            if ended {
-                break;
+        } else {
+            let mut next = 2u64;
+            'pages: while next <= total_pages {
+                let numbers: Vec<u64> = (next..=total_pages).collect();
+                next = total_pages + 1;
+                let mut stream = stream::iter(numbers)
+                    .map(|n| self.page(query, root, &filters, n))
+                    .buffered(PAGE_CONCURRENCY);
+                while let Some(page) = stream.next().await {
+                    let page = page?;
+                    if page.data.is_empty() {
+                        break 'pages;
+                    }
+                    total_pages = total_pages.max(page.total_pages);
+                    pages.take(&page, skipped);
+                    self.check_deadline(root)?;
+                }
             }
         }
-        let before = records.len();
-        let records = dedup_by_id(records);
-        let duplicates = before - records.len();
+        let duplicates = pages.seen - pages.records.len();
         if duplicates > 0 {
             tracing::info!(
                 root,
@@ -314,7 +425,16 @@ impl GisClient {
             );
             *skipped.entry(format!("{root}_duplicate")).or_default() += duplicates as u64;
         }
-        Ok(records)
+        Ok(pages.records.into_values().collect())
+    }
+
+    fn check_deadline(&self, root: &str) -> Result<(), GisError> {
+        match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => {
+                Err(GisError::Deadline(format!("reading `{root}`")))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn page(
@@ -532,63 +652,68 @@ impl GisClient {
     }
 }
 
+/// Decoded records of the pages read so far, by id.
+struct PageSink<T> {
+    records: BTreeMap<u64, T>,
+    /// Records decoded, duplicates included.
+    seen: usize,
+    decode: fn(&Value) -> Result<T, decode::Skip>,
+}
+
+impl<T: Record> PageSink<T> {
+    /// Decodes a page; returns the oldest `updated_at` on it (a record without one counts
+    /// as oldest: it cannot be shown to be new).
+    fn take(&mut self, page: &PageData, skipped: &mut BTreeMap<String, u64>) -> DateTime<Utc> {
+        let mut oldest = DateTime::<Utc>::MAX_UTC;
+        for raw in &page.data {
+            match (self.decode)(raw) {
+                Ok(record) => {
+                    self.seen += 1;
+                    oldest = oldest.min(record.updated_at().unwrap_or(DateTime::<Utc>::MIN_UTC));
+                    self.records.insert(record.id(), record);
+                }
+                Err(skip) => {
+                    tracing::info!(reason = skip.reason, id = %skip.id, "Skipped a GIS record.");
+                    *skipped.entry(skip.reason.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        oldest
+    }
+}
+
 struct PageData {
     data: Vec<Value>,
     total_pages: u64,
 }
 
-/// Keeps the last copy of each id (a record seen twice moved between pages; the later read
-/// is at least as fresh). Records without a usable id are kept for the decoder to skip.
-fn dedup_by_id(records: Vec<Value>) -> Vec<Value> {
-    let mut by_id: BTreeMap<u64, Value> = BTreeMap::new();
-    let mut without_id = Vec::new();
-    for record in records {
-        match decode::id(record.get("id")) {
-            Some(id) => {
-                by_id.insert(id, record);
-            }
-            None => without_id.push(record),
-        }
-    }
-    without_id.extend(by_id.into_values());
-    without_id
+/// What paging needs to know about a decoded record.
+trait Record {
+    fn id(&self) -> u64;
+    fn updated_at(&self) -> Option<DateTime<Utc>>;
 }
 
-fn decode_all<T>(
-    records: Vec<Value>,
-    decode: fn(&Value) -> Result<T, decode::Skip>,
-    skipped: &mut BTreeMap<String, u64>,
-) -> Vec<T> {
-    let mut out = Vec::with_capacity(records.len());
-    for record in &records {
-        match decode(record) {
-            Ok(item) => out.push(item),
-            Err(skip) => {
-                tracing::info!(reason = skip.reason, id = %skip.id, "Skipped a GIS record.");
-                *skipped.entry(skip.reason.to_owned()).or_default() += 1;
-            }
-        }
+impl Record for Person {
+    fn id(&self) -> u64 {
+        self.id
     }
-    out
+    fn updated_at(&self) -> Option<DateTime<Utc>> {
+        self.updated_at
+    }
+}
+
+impl Record for Application {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn updated_at(&self) -> Option<DateTime<Utc>> {
+        self.dates.updated_at
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dedup_keeps_one_copy_per_id() {
-        let records = vec![
-            json!({"id": "1", "v": "old"}),
-            json!({"id": 2}),
-            json!({"id": "1", "v": "new"}),
-            json!({"id": "x"}),
-        ];
-        let out = dedup_by_id(records);
-        assert_eq!(out.len(), 3);
-        assert!(out.contains(&json!({"id": "1", "v": "new"})));
-        assert!(out.contains(&json!({"id": "x"})));
-    }
 
     #[test]
     fn queries_never_select_password_and_are_read_only() {
