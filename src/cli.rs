@@ -25,6 +25,13 @@ pub enum Command {
     Status(StatusArgs),
     /// Start the built-in fakes with generated people, sync twice, and show what customer.io got.
     Demo(DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this command line.
+    Man,
 }
 
 /// `--config`, shared by the commands that read a config.
@@ -115,6 +122,12 @@ mod tests {
         assert_eq!(args.config.config, Some(PathBuf::from("/x.toml")));
         assert!(args.dry_run && args.full && args.json);
         assert_eq!(args.verbose, 2);
+    }
+
+    #[test]
+    fn completions_take_a_shell() {
+        assert!(Cli::try_parse_from(["ciosync", "completions", "bash"]).is_ok());
+        assert!(Cli::try_parse_from(["ciosync", "completions", "cmd"]).is_err());
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 /// `ciosync run`.
 pub fn run(config: &Config, args: &RunArgs, now: DateTime<Utc>) -> Output {
     let options = RunOptions {
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         dry_run: args.dry_run,
         full: args.full,
         allow_large_change: args.allow_large_change,

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use ciosync::cli::{Cli, Command, ConfigArg};
 use ciosync::commands::{self, Output};
@@ -30,8 +30,32 @@ fn main() -> ExitCode {
             with_config(&args.config, 0, |cfg| commands::status(cfg, args.json))
         }
         Command::Demo(args) => demo(args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "ciosync", &mut script);
+            text_output(script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => text_output(page),
+                Err(e) => Output {
+                    stdout: String::new(),
+                    code: 1,
+                    error: Some(format!("ciosync: cannot render the man page: {e}")),
+                },
+            }
+        }
     };
     finish(output)
+}
+
+fn text_output(bytes: Vec<u8>) -> Output {
+    Output {
+        stdout: String::from_utf8_lossy(&bytes).into_owned(),
+        code: 0,
+        error: None,
+    }
 }
 
 #[cfg(feature = "fake")]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -42,6 +43,8 @@ pub const LAST_RUN_FILE: &str = "last_run.json";
 /// How this run behaves (command-line flags).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// Show a progress bar on stderr (only when it is a terminal, never under cron).
+    pub progress: bool,
     pub dry_run: bool,
     pub full: bool,
     pub allow_large_change: bool,
@@ -195,8 +198,10 @@ async fn run_locked(
         gis_counters: None,
         cio_counters: None,
         token_refreshes: 0,
+        progress: progress_bar(options.progress),
     };
     let outcome = engine.sync(&mut state, first_run).await;
+    engine.progress.finish_and_clear();
     let (gis_counters, cio_counters, token_refreshes) = (
         engine.gis_counters.take(),
         engine.cio_counters.take(),
@@ -271,6 +276,17 @@ fn outcome_name(e: &Error) -> &'static str {
     }
 }
 
+/// A progress bar on stderr, drawn only when asked for (a terminal); hidden otherwise.
+fn progress_bar(visible: bool) -> ProgressBar {
+    if visible {
+        let bar = ProgressBar::new_spinner();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
 /// Reads since this long before the last completed run started, so clock skew and
 /// records committed while that run read cannot slip between two incremental reads.
 const INCREMENTAL_OVERLAP: chrono::Duration = chrono::Duration::minutes(15);
@@ -325,6 +341,7 @@ struct Engine<'a> {
     gis_counters: Option<Arc<Counters>>,
     cio_counters: Option<Arc<Counters>>,
     token_refreshes: u64,
+    progress: ProgressBar,
 }
 
 impl Engine<'_> {
@@ -346,6 +363,8 @@ impl Engine<'_> {
         let gis = gis_client(config, Some(self.soft_deadline))?;
         self.gis_counters = Some(gis.counters.clone());
         let since = incremental_since(config, self.options, state, first_run, self.now);
+        self.progress.set_message("Reading GIS");
+        self.progress.enable_steady_tick(Duration::from_millis(200));
         let read = match since {
             Some(since) => {
                 let out_of_scope: BTreeSet<PersonId> = state
@@ -383,6 +402,12 @@ impl Engine<'_> {
             self.now,
         );
         self.record_plan_stats(&plan);
+        self.progress.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} writes confirmed, ETA {eta}")
+                .expect("a valid progress template"),
+        );
+        self.progress
+            .set_length((plan.identify_count() + plan.event_count()) as u64);
         if !self.options.allow_large_change && !first_run {
             let people_read = full_read.then_some(snapshot.people.len());
             refuse_large_change(config, state, &plan, people_read)?;
@@ -550,6 +575,7 @@ impl Engine<'_> {
                     }
                 }
             }
+            self.progress.inc(range.len() as u64);
             checkpoint.after_progress(state)?;
         }
         drop(results);
@@ -614,6 +640,7 @@ impl Engine<'_> {
                     .applications
                     .insert(event.application_id, event.after.clone());
             }
+            self.progress.inc(range.len() as u64);
             checkpoint.after_progress(state)?;
         }
         for person in &people {
@@ -634,6 +661,9 @@ impl Engine<'_> {
     }
 
     fn apply(&mut self, state: &mut State, result: &PersonResult) {
+        let settled = u64::from(result.identified.is_some())
+            + (result.events.len() + result.rejected.len()) as u64;
+        self.progress.inc(settled);
         if let Some(after) = &result.identified {
             state.people.insert(result.person_id, after.clone());
             self.summary.identifies_sent += 1;

@@ -12,11 +12,16 @@ use common::*;
 use serde_json::{json, Value};
 
 fn json_summary(output: &std::process::Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("--json: {e}: {}", stdout(output)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("--json: {e}: {}", stdout(output)))
 }
 
 fn events(env: &Env) -> BTreeSet<(String, String, Option<String>)> {
-    env.cio.events().into_iter().map(|e| (e.customer_id, e.name, e.id)).collect()
+    env.cio
+        .events()
+        .into_iter()
+        .map(|e| (e.customer_id, e.name, e.id))
+        .collect()
 }
 
 #[test]
@@ -37,18 +42,33 @@ fn the_time_budget_stops_the_run_with_75_and_the_next_run_resumes() {
     assert_eq!(stopped["outcome"], json!("time_budget"));
     let ended = chrono::DateTime::parse_from_rfc3339(stopped["ended_at"].as_str().expect("ended"))
         .expect("time");
-    let started = chrono::DateTime::parse_from_rfc3339(stopped["started_at"].as_str().expect("started"))
-        .expect("time");
-    assert!((ended - started).num_milliseconds() < 4_000, "stopped near its budget");
+    let started =
+        chrono::DateTime::parse_from_rfc3339(stopped["started_at"].as_str().expect("started"))
+            .expect("time");
+    assert!(
+        (ended - started).num_milliseconds() < 4_000,
+        "stopped near its budget"
+    );
     let partial = events(&env).len();
-    assert!(partial > 0 && partial < events(&reference).len(), "progress was made and saved");
+    assert!(
+        partial > 0 && partial < events(&reference).len(),
+        "progress was made and saved"
+    );
 
     env.cio.faults().clear();
     env.write_config("");
     let out = env.run("run", &[]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    assert_eq!(events(&env), events(&reference), "the next run resumes and completes");
-    assert_eq!(env.cio.events().len(), events(&reference).len(), "nothing stored twice");
+    assert_eq!(
+        events(&env),
+        events(&reference),
+        "the next run resumes and completes"
+    );
+    assert_eq!(
+        env.cio.events().len(),
+        events(&reference).len(),
+        "nothing stored twice"
+    );
 }
 
 #[test]
@@ -56,7 +76,8 @@ fn a_run_sending_events_to_most_known_people_is_refused() {
     let env = Env::new(0);
     for id in 1001..1061u64 {
         env.gis.insert_person(person(id));
-        env.gis.insert_application(application(id + 4000, id, "open", json!({})));
+        env.gis
+            .insert_application(application(id + 4000, id, "open", json!({})));
     }
     assert_eq!(code(&env.run("run", &[])), 0);
     env.gis.set_clock(Utc::now());
@@ -66,8 +87,15 @@ fn a_run_sending_events_to_most_known_people_is_refused() {
     env.cio.clear_requests();
     let out = env.run("run", &[]);
     assert_eq!(code(&out), 78, "stderr: {}", stderr(&out));
-    assert!(stderr(&out).contains("--allow-large-change"), "{}", stderr(&out));
-    assert!(env.cio.requests().iter().all(|r| r.method == "GET"), "nothing sent");
+    assert!(
+        stderr(&out).contains("--allow-large-change"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        env.cio.requests().iter().all(|r| r.method == "GET"),
+        "nothing sent"
+    );
 
     let out = env.run("run", &["--allow-large-change"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
@@ -86,12 +114,26 @@ fn a_full_read_returning_far_fewer_people_is_refused() {
     }
     let out = env.run("run", &["--full"]);
     assert_eq!(code(&out), 78, "stderr: {}", stderr(&out));
-    assert!(stderr(&out).contains("min_people_share"), "{}", stderr(&out));
-    assert!(env.cio.profiles().values().all(|p| !p.contains_key("in_scope")), "nothing sent");
+    assert!(
+        stderr(&out).contains("min_people_share"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        env.cio
+            .profiles()
+            .values()
+            .all(|p| !p.contains_key("in_scope")),
+        "nothing sent"
+    );
     let out = env.run("run", &["--full", "--allow-large-change"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     assert_eq!(
-        env.cio.profiles().values().filter(|p| p.get("in_scope") == Some(&json!(false))).count(),
+        env.cio
+            .profiles()
+            .values()
+            .filter(|p| p.get("in_scope") == Some(&json!(false)))
+            .count(),
         44
     );
 }
