@@ -298,3 +298,17 @@ fn demo_serve_writes_a_ready_config_that_run_can_use() {
     );
     assert!(demo_dir.join("data/state.json").exists());
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let out = ciosync(&["completions", "bash"], &[]);
+    assert_eq!(code(&out), 0);
+    let script = stdout(&out);
+    assert!(script.contains("_ciosync()"), "{script}");
+    assert!(script.contains("--dry-run"), "every flag is completed");
+    let out = ciosync(&["man"], &[]);
+    assert_eq!(code(&out), 0);
+    let page = stdout(&out);
+    assert!(page.starts_with(".ie") || page.contains(".TH ciosync 1"), "{page}");
+    assert!(page.contains("status"), "subcommands are listed");
+}
