@@ -557,9 +557,7 @@ impl Engine<'_> {
                 "operation over 32 KB; not sent",
             );
         }
-        let mut results = stream::iter(batches)
-            .map(|range| async { (range.clone(), cio.batch(&ops[range]).await) })
-            .buffer_unordered(BATCH_CONCURRENCY);
+        let mut results = send_batches(cio, &ops, batches);
         while let Some((range, outcome)) = results.next().await {
             for (i, outcome) in range.clone().zip(outcome?) {
                 let person = identifies[i];
@@ -611,9 +609,7 @@ impl Engine<'_> {
                 "operation over 32 KB; not sent",
             );
         }
-        let mut results = stream::iter(batches)
-            .map(|range| async { (range.clone(), cio.batch(&ops[range]).await) })
-            .buffer_unordered(BATCH_CONCURRENCY);
+        let mut results = send_batches(cio, &ops, batches);
         while let Some((range, outcome)) = results.next().await {
             for (i, outcome) in range.clone().zip(outcome?) {
                 let (person_id, event) = events[i];
@@ -680,6 +676,19 @@ impl Engine<'_> {
             state.pending_people.remove(&result.person_id);
         }
     }
+}
+
+/// Sends packed batches, [`BATCH_CONCURRENCY`] at a time; yields each batch's index range
+/// with its outcomes as they arrive.
+fn send_batches<'a>(
+    cio: &'a CioClient,
+    ops: &'a [BatchOp],
+    batches: Vec<std::ops::Range<usize>>,
+) -> impl futures_util::Stream<Item = (std::ops::Range<usize>, Result<Vec<Outcome>, CioError>)> + 'a
+{
+    stream::iter(batches)
+        .map(move |range| async move { (range.clone(), cio.batch(&ops[range]).await) })
+        .buffer_unordered(BATCH_CONCURRENCY)
 }
 
 /// Saves the state at most once per [`CHECKPOINT_EVERY`] and stops the run at the soft

@@ -309,6 +309,9 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     let out = ciosync(&["man"], &[]);
     assert_eq!(code(&out), 0);
     let page = stdout(&out);
-    assert!(page.starts_with(".ie") || page.contains(".TH ciosync 1"), "{page}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH ciosync 1"),
+        "{page}"
+    );
     assert!(page.contains("status"), "subcommands are listed");
 }

@@ -337,16 +337,16 @@ impl GisClient {
     }
 
     fn people_filter(&self, newest_first: bool) -> Value {
-        let mut filter = json!({ "home_committee": self.home_lcs });
-        if newest_first {
-            filter["sort"] = json!("updated_at");
-            filter["sort_direction"] = json!("desc");
-        }
-        filter
+        self.lc_filter("home_committee", newest_first)
     }
 
     fn applications_filter(&self, newest_first: bool) -> Value {
-        let mut filter = json!({ "person_home_lc": self.home_lcs });
+        self.lc_filter("person_home_lc", newest_first)
+    }
+
+    /// `{<lc_key>: home_lcs}`, newest first by `updated_at` when asked.
+    fn lc_filter(&self, lc_key: &str, newest_first: bool) -> Value {
+        let mut filter = json!({ lc_key: self.home_lcs });
         if newest_first {
             filter["sort"] = json!("updated_at");
             filter["sort_direction"] = json!("desc");
