@@ -401,7 +401,7 @@ impl GisClient {
                     )))
                 }
             }
-            let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
+            let parsed: Option<Value> = decode::response(&reply.body);
             let data = parsed
                 .as_ref()
                 .and_then(|v| v.get("data"))
