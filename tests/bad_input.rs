@@ -54,8 +54,11 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
+/// `(name, timestamp)` of events.
+type Events = Vec<(String, Option<i64>)>;
+
 /// `(name, timestamp)` of a person's events, in arrival order.
-fn events_of(env: &Env, person: u64) -> Vec<(String, Option<i64>)> {
+fn events_of(env: &Env, person: u64) -> Events {
     env.cio
         .events_for(&person.to_string())
         .into_iter()
@@ -237,7 +240,7 @@ fn each_nullable_application_field_null_is_a_fallback_or_a_counted_skip() {
     let t_accepted = unix("2024-02-18T15:00:00Z");
     let t_approved = unix("2024-03-01T10:00:00Z");
     // (application fields, expected events of that application)
-    let cases: Vec<(Value, Vec<(String, Option<i64>)>)> = vec![
+    let cases: Vec<(Value, Events)> = vec![
         (
             full(json!({"created_at": null})),
             steps(updated, t_accepted, t_approved),
@@ -301,7 +304,7 @@ fn each_nullable_application_field_null_is_a_fallback_or_a_counted_skip() {
         ),
         (json!({"status": null}), vec![]),
     ];
-    let mut expected_events: Vec<(String, Option<i64>)> = Vec::new();
+    let mut expected_events: Events = Vec::new();
     for (i, (fields, events)) in cases.iter().enumerate() {
         let id = 7001 + i as u64;
         let status = if events.len() == 3 {

@@ -103,7 +103,7 @@ fn cio_options() -> FakeCioOptions {
     }
 }
 
-/// An OAuth setup behind the recording proxy: access tokens die every 3 requests, pages
+/// An OAuth setup behind the recording proxy: access tokens die every 8 requests, pages
 /// are small (many requests, so several refreshes happen mid-run), logs go to `logs/` too.
 struct OAuthScenario {
     env: Env,
@@ -118,7 +118,10 @@ fn oauth_scenario() -> OAuthScenario {
         FakeGisOptions {
             people: 40,
             lcs: vec![1337, 1338],
-            token_ttl_requests: Some(3),
+            // Above the client's page concurrency (4): with a smaller budget, a retried request
+            // can find its fresh token already used up by its siblings, a second 401 (exit 77)
+            // that real GIS, whose tokens expire by time, never produces.
+            token_ttl_requests: Some(8),
             ..FakeGisOptions::default()
         },
         cio_options(),
@@ -251,7 +254,9 @@ fn no_credential_reaches_stdout_stderr_or_the_log_files_even_at_trace() {
             String::from_utf8_lossy(&bytes).into_owned(),
         ));
     }
-    // The logs really are verbose (else this test proves nothing).
+    // The logs really are verbose (else this test proves nothing). ciosync itself logs
+    // nothing at debug today, and HTTP internals are capped at info, so `-vv` with
+    // `CIOSYNC_LOG=trace` shows info lines and up.
     let all_logs: String = seen
         .iter()
         .filter(|(name, _)| {
@@ -259,7 +264,7 @@ fn no_credential_reaches_stdout_stderr_or_the_log_files_even_at_trace() {
         })
         .map(|(_, text)| text.as_str())
         .collect();
-    for expected in ["DEBUG", "INFO", "refreshed", "Run finished"] {
+    for expected in ["INFO", "refreshed", "Run finished"] {
         assert!(all_logs.contains(expected), "{expected:?} logged");
     }
     for secret in &secrets {
