@@ -269,7 +269,12 @@ impl Engine<'_> {
 
         let gis = gis_client(config, Some(self.soft_deadline))?;
         self.gis_counters = Some(gis.counters.clone());
-        let read = gis.read_all().await;
+        let read = match gis.read_all().await {
+            Ok(mut snapshot) => recheck_missing(&gis, state, &mut snapshot)
+                .await
+                .map(|()| snapshot),
+            Err(e) => Err(e),
+        };
         self.token_refreshes = gis.token_refreshes();
         let snapshot = read?;
         self.summary.full_read = true;
@@ -696,6 +701,34 @@ async fn send_person(cio: &CioClient, person: PersonPlan) -> PersonResult {
     }
     result.complete = true;
     result
+}
+
+/// A full read can miss a record that moved between pages while it was read (SPEC 3). Before
+/// the planner declares anyone out of scope, the in-scope people the state knows but the read
+/// did not see are looked up by id; those still in the configured LCs join the snapshot.
+async fn recheck_missing(
+    gis: &GisClient,
+    state: &State,
+    snapshot: &mut crate::gis::Snapshot,
+) -> Result<(), crate::gis::GisError> {
+    let seen: BTreeSet<PersonId> = snapshot.people.iter().map(|p| p.id).collect();
+    let missing: BTreeSet<PersonId> = state
+        .people
+        .iter()
+        .filter(|(id, person)| person.in_scope && !seen.contains(id))
+        .map(|(id, _)| *id)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let found = gis.read_people_in_scope_by_id(&missing).await?;
+    tracing::info!(
+        missing = missing.len(),
+        still_in_scope = found.len(),
+        "Known people the full read did not see were looked up by id."
+    );
+    snapshot.people.extend(found);
+    Ok(())
 }
 
 /// SPEC 2 `[safety]`: refuse a run that would send events to too many known people, or a

@@ -14,8 +14,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::Utc;
 use ciosync::fake::cio::FakeCioOptions;
-use ciosync::fake::faults::{Fault, FaultPlan, Trigger};
 use ciosync::fake::gis::FakeGisOptions;
 use ciosync::fake::server::Server;
 use ciosync::gis::decode;
@@ -781,6 +780,103 @@ fn ten_megabyte_strings_are_cut_counted_and_sent() {
     report("10 MB strings", 3);
 }
 
+/// Forwards one request to `target` (the path and query kept), with its auth and type.
+async fn forward(
+    client: &reqwest::Client,
+    target: &str,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let url = format!(
+        "{target}{}",
+        uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut request = client.request(method, url).body(body);
+    for name in [
+        axum::http::header::AUTHORIZATION,
+        axum::http::header::CONTENT_TYPE,
+    ] {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value);
+        }
+    }
+    let Ok(reply) = request.send().await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = reply.status();
+    let bytes = reply.bytes().await.unwrap_or_default();
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}
+
+/// Hands the test a way to release a held request.
+type Release = tokio::sync::oneshot::Sender<()>;
+
+/// A proxy in front of the fake GIS that holds its `hold_at`-th `/graphql` request (counted
+/// from the last [`Gate::arm`]) until the test, told through `reached`, has changed the fake
+/// and released it. Deterministic: no timing is involved.
+struct Gate {
+    target: String,
+    client: reqwest::Client,
+    seen: AtomicUsize,
+    hold_at: AtomicUsize,
+    reached: Mutex<mpsc::Sender<Release>>,
+}
+
+impl Gate {
+    fn arm(&self, hold_at: usize) {
+        self.seen.store(0, Ordering::SeqCst);
+        self.hold_at.store(hold_at, Ordering::SeqCst);
+    }
+}
+
+async fn gate_proxy(
+    State(gate): State<Arc<Gate>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if uri.path() == "/graphql" {
+        let n = gate.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == gate.hold_at.load(Ordering::SeqCst) {
+            let (release, released) = tokio::sync::oneshot::channel();
+            let sent = gate.reached.lock().expect("gate").send(release);
+            if sent.is_ok() {
+                let _ = released.await;
+            }
+        }
+    }
+    forward(&gate.client, &gate.target, method, &uri, &headers, body).await
+}
+
+/// Runs `ciosync run --json` while `change` is applied to the fake GIS between the held
+/// request's arrival and its answer.
+fn run_with_change_mid_read(
+    env: &Env,
+    reached: &Mutex<mpsc::Receiver<Release>>,
+    change: impl FnOnce() + Send,
+) -> Output {
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let release = reached
+                .lock()
+                .expect("receiver")
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the held request arrived");
+            change();
+            release.send(()).expect("the held request still waits");
+        });
+        env.run("run", &["--json"])
+    })
+}
+
 #[test]
 fn records_moving_between_pages_are_deduplicated_and_nothing_is_lost() {
     let env = Env::new(0);
@@ -793,47 +889,44 @@ fn records_moving_between_pages_are_deduplicated_and_nothing_is_lost() {
         env.gis
             .insert_application(application(id + 100_000, id, "open", json!({})));
     }
+    let (reached_tx, reached) = mpsc::channel();
+    let reached = Mutex::new(reached);
+    let gate = Arc::new(Gate {
+        target: env.gis.url(),
+        client: reqwest::Client::new(),
+        seen: AtomicUsize::new(0),
+        hold_at: AtomicUsize::new(0),
+        reached: Mutex::new(reached_tx),
+    });
+    let server = Server::start(
+        Router::new()
+            .fallback(gate_proxy)
+            .with_state(Arc::clone(&gate)),
+    )
+    .expect("gate starts");
     let text = env
         .config_text(
             &format!("access_token = \"{}\"", env.gis.static_token()),
             "",
         )
+        .replace(
+            &format!("endpoint = \"{}\"", env.gis.graphql_url()),
+            &format!("endpoint = \"{}/graphql\"", server.url()),
+        )
         .replace("page_size = 50", "page_size = 5");
     env.write_config_text(&text);
-    // The second GIS request (people page 2) waits; meanwhile a newer person appears, so
-    // every record shifts one place down: page 2 repeats the last record of page 1.
-    env.gis.faults().set_plan(FaultPlan::seeded(1).rule(
-        "POST /graphql",
-        Trigger::Nth(vec![2]),
-        Fault::Latency(Duration::from_millis(1500)),
-    ));
-    let inserted = AtomicBool::new(false);
-    let out = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while std::time::Instant::now() < deadline {
-                let graphql = env
-                    .gis
-                    .requests()
-                    .iter()
-                    .filter(|r| r.path == "/graphql")
-                    .count();
-                if graphql >= 2 {
-                    env.gis.insert_person(with_fields(
-                        person(2099),
-                        json!({"created_at": "2024-06-01T00:00:00Z"}),
-                    ));
-                    env.gis
-                        .insert_application(application(102_099, 2099, "open", json!({})));
-                    inserted.store(true, Ordering::SeqCst);
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        env.run("run", &["--json"])
+
+    // People page 2 is held while a newer person appears: every record shifts one place
+    // down, so page 2 repeats the last record of page 1 (and a third page appears).
+    gate.arm(2);
+    let out = run_with_change_mid_read(&env, &reached, || {
+        env.gis.insert_person(with_fields(
+            person(2099),
+            json!({"created_at": "2024-06-01T00:00:00Z"}),
+        ));
+        env.gis
+            .insert_application(application(102_099, 2099, "open", json!({})));
     });
-    assert!(inserted.load(Ordering::SeqCst), "the insert happened");
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     let s = summary(&out);
     assert_eq!(skipped(&s), counts(&[("people_duplicate", 1)]), "{s}");
@@ -845,7 +938,7 @@ fn records_moving_between_pages_are_deduplicated_and_nothing_is_lost() {
         assert_eq!(events_of(&env, id).len(), 1, "{id}'s event");
     }
     // The record inserted mid-scan may be missed by that scan; the next run picks it up.
-    env.gis.faults().set_plan(FaultPlan::seeded(1));
+    gate.arm(0);
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     assert!(env.cio.profile("2099").is_some());
@@ -854,7 +947,38 @@ fn records_moving_between_pages_are_deduplicated_and_nothing_is_lost() {
     for i in 0..10u64 {
         assert_eq!(identifies_of(&env, 2001 + i), 1, "no identify resent");
     }
-    report("records moving between pages", 2);
+    assert_eq!(identifies_of(&env, 2099), 1);
+
+    // The other direction: the newest person leaves while page 2 is held, every record
+    // shifts one place up, and the first record of page 2 (2006) is not in the scan at all.
+    // It must not be declared out of scope: it never left.
+    gate.arm(2);
+    let out = run_with_change_mid_read(&env, &reached, || {
+        assert!(env.gis.move_person(2099, 2001));
+    });
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["people_left_scope"], json!(0), "{s}");
+    assert_eq!(s["people_seen"], json!(11), "2006 was looked up by id: {s}");
+    let out_of_scope = |env: &Env| -> Vec<String> {
+        env.cio
+            .profiles()
+            .into_iter()
+            .filter(|(_, p)| p.contains_key("in_scope"))
+            .map(|(id, _)| id)
+            .collect()
+    };
+    assert_eq!(out_of_scope(&env), Vec::<String>::new());
+    // The next read sees 2099 gone (it was read before it moved), and only 2099.
+    gate.arm(0);
+    let out = env.run("run", &["--json"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert_eq!(out_of_scope(&env), vec!["2099".to_owned()]);
+    assert_eq!(
+        env.cio.profile("2099").expect("2099")["in_scope"],
+        json!(false)
+    );
+    report("records moving between pages", 3);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1779,25 +1903,11 @@ async fn rejecting_proxy(
         envelope["batch"] = Value::Array(kept);
         body = Bytes::from(serde_json::to_vec(&envelope).expect("json"));
     }
-    let url = format!(
-        "{}{}",
-        proxy.target,
-        uri.path_and_query().map_or("/", |p| p.as_str())
-    );
-    let mut request = proxy.client.request(method, url).body(body);
-    for name in [
-        axum::http::header::AUTHORIZATION,
-        axum::http::header::CONTENT_TYPE,
-    ] {
-        if let Some(value) = headers.get(&name) {
-            request = request.header(name, value);
-        }
-    }
-    let Ok(reply) = request.send().await else {
-        return StatusCode::BAD_GATEWAY.into_response();
-    };
+    let reply = forward(&proxy.client, &proxy.target, method, &uri, &headers, body).await;
     let status = reply.status();
-    let bytes = reply.bytes().await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(reply.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
     if rejected.is_empty() {
         return (status, bytes).into_response();
     }

@@ -223,6 +223,37 @@ impl GisClient {
         Ok(snapshot)
     }
 
+    /// Specific people by id who are still in the configured LCs, without their
+    /// applications: one paged query, to confirm who really left when a full read did not
+    /// see them (a record can move between pages mid-scan, SPEC 3).
+    ///
+    /// # Errors
+    /// [`GisError`] when a page cannot be read after retries.
+    pub async fn read_people_in_scope_by_id(
+        &self,
+        ids: &BTreeSet<PersonId>,
+    ) -> Result<Vec<Person>, GisError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut skipped = BTreeMap::new();
+        let id_strings: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let people = self
+            .read_pages(
+                PEOPLE_QUERY,
+                "people",
+                json!({ "ids": id_strings }),
+                &mut skipped,
+            )
+            .await?
+            .into_iter()
+            .filter(|p| {
+                decode::id(p.pointer("/home_lc/id")).is_some_and(|lc| self.home_lcs.contains(&lc))
+            })
+            .collect();
+        Ok(decode_all(people, decode::person, &mut skipped))
+    }
+
     /// Specific people by id, and their applications (the pending list, SPEC 5.4).
     ///
     /// # Errors
