@@ -990,6 +990,9 @@ struct Script {
     /// Root field → pages of records, each record raw JSON text.
     pages: BTreeMap<&'static str, Vec<Vec<String>>>,
     queries: Mutex<Vec<Value>>,
+    /// How many of the next list requests GIS answers with a resolver error: its root field
+    /// null beside `errors` (what GraphQL sends when the resolver itself fails).
+    failures: AtomicUsize,
 }
 
 async fn scripted_graphql(State(script): State<Arc<Script>>, body: Bytes) -> Response {
@@ -1007,6 +1010,16 @@ async fn scripted_graphql(State(script): State<Arc<Script>>, body: Bytes) -> Res
     } else {
         return (StatusCode::OK, r#"{"data":{"currentPerson":{"id":"1"}}}"#).into_response();
     };
+    let failing = script
+        .failures
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        let body = format!(
+            r#"{{"data":{{"{root}":null}},"errors":[{{"message":"Internal server error","path":["{root}"]}}]}}"#
+        );
+        return (StatusCode::OK, body).into_response();
+    }
     let page = request["variables"]["page"].as_u64().unwrap_or(1).max(1) as usize;
     let pages = script.pages.get(root).cloned().unwrap_or_default();
     let records = pages.get(page - 1).cloned().unwrap_or_default();
@@ -1027,6 +1040,7 @@ fn scripted_gis(pages: BTreeMap<&'static str, Vec<Vec<String>>>) -> (Server, Arc
     let script = Arc::new(Script {
         pages,
         queries: Mutex::new(Vec::new()),
+        failures: AtomicUsize::new(0),
     });
     let router = Router::new()
         .route("/graphql", axum::routing::post(scripted_graphql))
@@ -1075,6 +1089,8 @@ fn bad_ids_and_duplicates_from_a_raw_gis_are_counted_skips() {
             raw_person(r#"" 1003 ""#, "padded id"),
             raw_person(r#""1001""#, "second copy"),
             raw_person(r#"{"id":"1004"}"#, "x"),
+            // A record GraphQL nulled (a non-null field of it failed).
+            "null".to_owned(),
         ],
     ];
     let apps = vec![vec![
@@ -1098,6 +1114,7 @@ fn bad_ids_and_duplicates_from_a_raw_gis_are_counted_skips() {
         skipped(&s),
         counts(&[
             ("person_without_usable_id", 5),
+            ("person_not_an_object", 1),
             ("people_duplicate", 1),
             ("application_without_usable_id", 1),
             ("application_without_person", 2),
@@ -1120,7 +1137,7 @@ fn bad_ids_and_duplicates_from_a_raw_gis_are_counted_skips() {
     assert_eq!(events_of(&env, 1002).len(), 1);
     assert_eq!(events_of(&env, 1003).len(), 1, "5006 with a padded id");
     assert!(script.queries.lock().expect("log").len() >= 3);
-    report("raw ids and duplicates", 11);
+    report("raw ids and duplicates", 12);
 }
 
 #[test]
@@ -1149,6 +1166,46 @@ fn escaped_lone_surrogates_from_gis_do_not_abort_the_run() {
     assert_eq!(first("1005"), json!("\\ud83d not an escape"));
     assert_eq!(events_of(&env, 1001).len(), 1);
     report("escaped lone surrogates", 5);
+}
+
+#[test]
+fn a_page_whose_resolver_failed_is_retried_not_fatal() {
+    let env = Env::new(0);
+    let people = vec![
+        vec![raw_person(r#""1001""#, "A"), raw_person(r#""1002""#, "B")],
+        vec![raw_person(r#""1003""#, "C")],
+    ];
+    let apps = vec![vec![raw_application(r#""5001""#, r#""1003""#)]];
+    let (server, script) = scripted_gis(BTreeMap::from([
+        ("people", people),
+        ("allOpportunityApplication", apps),
+    ]));
+    point_at_gis(&env, &format!("{}/graphql", server.url()));
+    // `{"data": {"people": null}, "errors": [...]}` twice: a GIS hiccup, like an HTML 502.
+    script.failures.store(2, Ordering::SeqCst);
+    let out = env.run("run", &["--json"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["people_seen"], json!(3), "{s}");
+    assert_eq!(events_of(&env, 1003).len(), 1);
+    assert_eq!(
+        script.failures.load(Ordering::SeqCst),
+        0,
+        "both failures served"
+    );
+    // A resolver that keeps failing is GIS being unavailable: exit 69, nothing sent.
+    let env = Env::new(0);
+    point_at_gis(&env, &format!("{}/graphql", server.url()));
+    script.failures.store(usize::MAX, Ordering::SeqCst);
+    let out = env.run("run", &[]);
+    assert_eq!(code(&out), 69, "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Internal server error"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.cio.profiles().is_empty());
+    report("GIS resolver errors", 2);
 }
 
 #[test]

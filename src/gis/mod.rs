@@ -436,7 +436,9 @@ impl GisClient {
             let data = parsed
                 .as_ref()
                 .and_then(|v| v.get("data"))
-                .filter(|d| !d.is_null());
+                // A null root field beside `errors` is GIS's resolver failing: a hiccup to
+                // retry like a 502, not a fatal answer.
+                .filter(|d| !d.is_null() && !d.get(what).is_some_and(Value::is_null));
             match (data, &parsed) {
                 (Some(data), _) => return Ok(data.clone()),
                 (None, parsed) => {
