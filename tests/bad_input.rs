@@ -878,6 +878,56 @@ fn run_with_change_mid_read(
 }
 
 #[test]
+fn an_identify_that_escapes_past_32_kb_still_reaches_customerio_in_batch_mode() {
+    let env = Env::new(0);
+    insert_control(&env, 1000);
+    // Ten values of 1000 bytes each (within the limit), but U+0001 is sent as `\u0001`:
+    // six bytes each, 60 KB of JSON, over a v2 operation's 32 KB.
+    let control = "\u{0001}".repeat(1000);
+    let mut odd = person(1001);
+    for field in [
+        "email",
+        "first_name",
+        "last_name",
+        "full_name",
+        "profile_photo",
+        "status",
+        "cv_url",
+        "nps_score",
+    ] {
+        odd[field] = json!(control);
+    }
+    odd["home_lc"]["name"] = json!(control);
+    odd["home_mc"]["name"] = json!(control);
+    env.gis.insert_person(odd);
+    let text = env
+        .config_text(
+            &format!("access_token = \"{}\"", env.gis.static_token()),
+            "",
+        )
+        .replace("api = \"v1\"", "api = \"batch\"");
+    env.write_config_text(&text);
+    let out = env.run("run", &["--json"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    let s = summary(&out);
+    assert!(s["rejected"].as_array().is_none_or(Vec::is_empty), "{s}");
+    assert_eq!(s["truncated_values"], json!(0));
+    assert_control_synced(&env, 1000);
+    let got = profile(&env, 1001);
+    for attribute in ["email", "first_name", "cv", "home_lc", "home_lc_country"] {
+        assert_eq!(got[attribute], json!(control), "{attribute}");
+    }
+    env.cio.clear_requests();
+    let out = env.run("run", &["--json"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert!(
+        env.cio.requests().iter().all(|r| r.method == "GET"),
+        "confirmed once"
+    );
+    report("identify escaping past 32 KB", 1);
+}
+
+#[test]
 fn records_moving_between_pages_are_deduplicated_and_nothing_is_lost() {
     let env = Env::new(0);
     for i in 0..10u64 {
