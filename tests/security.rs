@@ -524,3 +524,69 @@ fn readable_secrets_are_warned_about_and_private_ones_are_not() {
     assert!(!err.contains("refresh_token_file"), "{err}");
     assert!(!err.contains(&env.gis.oauth_client_secret()), "{err}");
 }
+
+#[test]
+fn refused_credentials_are_never_echoed_in_the_error() {
+    let env = Env::with(
+        FakeGisOptions {
+            people: 3,
+            ..FakeGisOptions::default()
+        },
+        cio_options(),
+    );
+    let trace = [("CIOSYNC_LOG", "trace")];
+    let config = env.config_path();
+    let config = config.to_str().expect("utf-8 path");
+    let oauth = |secret: &str, refresh: &str| {
+        format!(
+            "[gis.oauth]\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{secret}\"\nrefresh_token = \"{refresh}\"",
+            env.gis.token_url(),
+            env.gis.oauth_client_id(),
+        )
+    };
+    let wrong_secret = "wrong-client-secret-4b9e1d7c";
+    let wrong_seed = "wrong-refresh-token-8c2f6a0e";
+    let wrong_token = "wrong-access-token-3d5a7b9c";
+    let wrong_key = "wrong-cio-key-1a2b3c4d5e";
+    let cases = [
+        (
+            env.config_text(&oauth(wrong_secret, &env.gis.seed_refresh_token()), ""),
+            wrong_secret,
+        ),
+        (
+            env.config_text(&oauth(&env.gis.oauth_client_secret(), wrong_seed), ""),
+            wrong_seed,
+        ),
+        (
+            env.config_text(&format!("access_token = \"{wrong_token}\""), ""),
+            wrong_token,
+        ),
+        (
+            env.config_text(
+                &format!("access_token = \"{}\"", env.gis.static_token()),
+                "",
+            )
+            .replace(
+                &format!("api_key = \"{}\"", env.cio.api_key()),
+                &format!("api_key = \"{wrong_key}\""),
+            ),
+            wrong_key,
+        ),
+    ];
+    for (text, secret) in &cases {
+        env.write_config_text(text);
+        for command in ["run", "check"] {
+            let mut args = vec![command, "--config", config];
+            if command == "run" {
+                args.push("-vv");
+            }
+            let out = ciosync(&args, &trace);
+            assert_eq!(code(&out), 77, "{command}: {}", stderr(&out));
+            for seen in [stdout(&out), stderr(&out)] {
+                assert!(!seen.contains(secret), "{command} echoed a refused secret");
+                assert!(!seen.contains(&env.gis.oauth_client_secret()));
+                assert!(!seen.contains(&env.cio.api_key()));
+            }
+        }
+    }
+}
