@@ -191,16 +191,29 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), StateError> {
 /// # Errors
 /// Any I/O error; the temp file is removed and `path` is left as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    replace_atomically(path, bytes, None)
+    replace_atomically(path, bytes, None, &mut write_all)
+}
+
+/// How the bytes of a new file reach it: `write_all`, except where a test injects a failing
+/// writer (a disk that fills up half-way) through [`save_with`].
+type Writer<'a> = &'a mut dyn FnMut(&mut File, &[u8]) -> io::Result<()>;
+
+fn write_all(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    file.write_all(bytes)
 }
 
 /// [`write_atomic`], and when `backup` is given and `path` exists, the old `path` becomes
 /// `backup` first. `path` never goes missing: the old file is hard-linked to a temp name
 /// that is renamed over `backup`, then the new file is renamed over `path`.
-fn replace_atomically(path: &Path, bytes: &[u8], backup: Option<&Path>) -> io::Result<()> {
+fn replace_atomically(
+    path: &Path,
+    bytes: &[u8],
+    backup: Option<&Path>,
+    write: Writer<'_>,
+) -> io::Result<()> {
     let dir = parent_dir(path);
     let temp = temp_name(path);
-    let written = write_new_file(&temp, bytes);
+    let written = write_new_file(&temp, bytes, write);
     if let Err(err) = written {
         let _ = fs::remove_file(&temp);
         return Err(err);
@@ -218,8 +231,8 @@ fn replace_atomically(path: &Path, bytes: &[u8], backup: Option<&Path>) -> io::R
     sync_dir(dir)
 }
 
-/// Creates `temp` (0600) holding `bytes`, flushed to disk.
-fn write_new_file(temp: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Creates `temp` (0600) holding `bytes` (written by `write`), flushed to disk.
+fn write_new_file(temp: &Path, bytes: &[u8], write: Writer<'_>) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -227,7 +240,7 @@ fn write_new_file(temp: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(temp)?;
     // The open mode is filtered by the umask; set it explicitly so it is exactly 0600.
     file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
-    file.write_all(bytes)?;
+    write(&mut file, bytes)?;
     file.sync_all()
 }
 
@@ -244,7 +257,7 @@ fn keep_previous_generation(path: &Path, backup: &Path) -> io::Result<()> {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(err) => return Err(err),
             };
-            if let Err(err) = write_new_file(&link, &bytes) {
+            if let Err(err) = write_new_file(&link, &bytes, &mut write_all) {
                 let _ = fs::remove_file(&link);
                 return Err(err);
             }
@@ -359,9 +372,23 @@ fn restore_hint(data_dir: &Path) -> String {
 /// # Errors
 /// [`StateError::Io`] when the file cannot be written; the previous file stays in place.
 pub fn save(data_dir: &Path, state: &State) -> Result<(), StateError> {
+    save_with(data_dir, state, &mut write_all)
+}
+
+/// [`save`], with the new file's bytes written by `write` instead of `write_all`: the test
+/// hook for a disk that fills up (or any I/O error) while the state is written.
+///
+/// # Errors
+/// As [`save`]; whatever `write` returns is reported the same way.
+#[doc(hidden)]
+pub fn save_with(
+    data_dir: &Path,
+    state: &State,
+    write: &mut dyn FnMut(&mut File, &[u8]) -> io::Result<()>,
+) -> Result<(), StateError> {
     let path = state_path(data_dir);
     let bytes = encode(state);
-    replace_atomically(&path, &bytes, Some(&backup_path(data_dir))).map_err(StateError::io(
+    replace_atomically(&path, &bytes, Some(&backup_path(data_dir)), write).map_err(StateError::io(
         format!("cannot write the state file {}", path.display()),
     ))
 }

@@ -379,7 +379,12 @@ impl Engine<'_> {
             }
             None => {
                 tracing::info!("Full read.");
-                gis.read_all().await
+                match gis.read_all().await {
+                    Ok(mut snapshot) => recheck_missing(&gis, state, &mut snapshot)
+                        .await
+                        .map(|()| snapshot),
+                    Err(e) => Err(e),
+                }
             }
         };
         self.token_refreshes = gis.token_refreshes();
@@ -550,12 +555,22 @@ impl Engine<'_> {
             .collect();
         let (batches, oversize) = cio::pack(&ops);
         for i in oversize {
-            blocked.insert(identifies[i].person_id);
-            self.reject(
-                identifies[i].person_id,
-                "identify",
-                "operation over 32 KB; not sent",
-            );
+            // Every value fits its 1000 bytes, but control characters escape to six bytes
+            // each, so the op can pass v2's 32 KB; v1's identify has no such limit.
+            let person = identifies[i];
+            let identify = person.identify.as_ref().expect("filtered");
+            match cio.identify(person.person_id, &identify.attributes).await? {
+                Outcome::Confirmed => {
+                    state
+                        .people
+                        .insert(person.person_id, identify.after.clone());
+                    self.summary.identifies_sent += 1;
+                }
+                Outcome::Rejected(reason) => {
+                    blocked.insert(person.person_id);
+                    self.reject(person.person_id, "identify", &reason);
+                }
+            }
         }
         let mut results = send_batches(cio, &ops, batches);
         while let Some((range, outcome)) = results.next().await {
@@ -840,6 +855,34 @@ async fn send_person(cio: &CioClient, person: PersonPlan) -> PersonResult {
     }
     result.complete = true;
     result
+}
+
+/// A full read can miss a record that moved between pages while it was read (SPEC 3). Before
+/// the planner declares anyone out of scope, the in-scope people the state knows but the read
+/// did not see are looked up by id; those still in the configured LCs join the snapshot.
+async fn recheck_missing(
+    gis: &GisClient,
+    state: &State,
+    snapshot: &mut crate::gis::Snapshot,
+) -> Result<(), crate::gis::GisError> {
+    let seen: BTreeSet<PersonId> = snapshot.people.iter().map(|p| p.id).collect();
+    let missing: BTreeSet<PersonId> = state
+        .people
+        .iter()
+        .filter(|(id, person)| person.in_scope && !seen.contains(id))
+        .map(|(id, _)| *id)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let found = gis.read_people_in_scope_by_id(&missing).await?;
+    tracing::info!(
+        missing = missing.len(),
+        still_in_scope = found.len(),
+        "Known people the full read did not see were looked up by id."
+    );
+    snapshot.people.extend(found);
+    Ok(())
 }
 
 /// SPEC 2 `[safety]`: refuse a run that would send events to too many known people, or a

@@ -14,6 +14,59 @@ pub struct Skip {
     pub id: String,
 }
 
+/// A GIS response body as JSON. A body that is valid JSON except for escaped lone UTF-16
+/// surrogates (`"\ud83d"` without its pair, which serde_json refuses) is read with each lone
+/// surrogate replaced by U+FFFD, so one odd name does not fail a whole page. `None` when the
+/// body is not JSON at all (an HTML error page, a cut body).
+pub fn response(body: &[u8]) -> Option<Value> {
+    match serde_json::from_slice(body) {
+        Ok(value) => Some(value),
+        Err(_) => serde_json::from_slice(&replace_lone_surrogates(body)?).ok(),
+    }
+}
+
+/// `body` with every `\uXXXX` escape of an unpaired surrogate replaced by `\ufffd`, or `None`
+/// when there is none (the body is broken in some other way).
+fn replace_lone_surrogates(body: &[u8]) -> Option<Vec<u8>> {
+    fn escape_at(body: &[u8], i: usize) -> Option<u16> {
+        let hex = body.get(i..i + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+    }
+    let is_high = |u: u16| (0xD800..0xDC00).contains(&u);
+    let is_low = |u: u16| (0xDC00..0xE000).contains(&u);
+    let mut out = Vec::with_capacity(body.len());
+    let mut replaced = false;
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] != b'\\' {
+            out.push(body[i]);
+            i += 1;
+            continue;
+        }
+        match escape_at(body, i) {
+            Some(high) if is_high(high) && escape_at(body, i + 6).is_some_and(is_low) => {
+                out.extend_from_slice(&body[i..i + 12]);
+                i += 12;
+            }
+            Some(unit) if is_high(unit) || is_low(unit) => {
+                out.extend_from_slice(b"\\ufffd");
+                replaced = true;
+                i += 6;
+            }
+            // Any other escape (including `\\`) is copied whole, so an escaped backslash
+            // followed by `u` is never mistaken for an escape.
+            _ => {
+                out.extend_from_slice(body.get(i..i + 2).unwrap_or(&body[i..]));
+                i += 2;
+            }
+        }
+    }
+    replaced.then_some(out)
+}
+
 /// A GIS id: digits in a string or a JSON number.
 pub fn id(value: Option<&Value>) -> Option<u64> {
     match value? {

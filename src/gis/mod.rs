@@ -237,6 +237,43 @@ impl GisClient {
         })
     }
 
+    /// Specific people by id who are still in the configured LCs, without their
+    /// applications: to confirm who really left when a full read did not see them (a record
+    /// can move between pages mid-scan, SPEC 3).
+    ///
+    /// # Errors
+    /// [`GisError`] when a page cannot be read after retries.
+    pub async fn read_people_in_scope_by_id(
+        &self,
+        ids: &BTreeSet<PersonId>,
+    ) -> Result<Vec<Person>, GisError> {
+        let mut people = Vec::new();
+        let mut skipped = BTreeMap::new();
+        let ids: Vec<PersonId> = ids.iter().copied().collect();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
+            let found = self
+                .read_pages(
+                    PEOPLE_QUERY,
+                    "people",
+                    json!({ "ids": ids }),
+                    None,
+                    decode::person,
+                    &mut skipped,
+                )
+                .await?;
+            people.extend(found.into_iter().filter(|p| self.in_scope(p)));
+        }
+        Ok(people)
+    }
+
+    /// Whether a person's home LC is one of the configured ones.
+    fn in_scope(&self, person: &Person) -> bool {
+        person
+            .home_lc_id
+            .is_some_and(|lc| self.home_lcs.contains(&lc))
+    }
+
     /// An incremental read (SPEC 5.4): people and applications changed since `since`
     /// (newest first, paging stops at the first page older than `since`); the people those
     /// changed applications belong to; the `pending` people by id with all their
@@ -521,11 +558,13 @@ impl GisClient {
                     )))
                 }
             }
-            let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
+            let parsed: Option<Value> = decode::response(&reply.body);
             let data = parsed
                 .as_ref()
                 .and_then(|v| v.get("data"))
-                .filter(|d| !d.is_null());
+                // A null root field beside `errors` is GIS's resolver failing: a hiccup to
+                // retry like a 502, not a fatal answer.
+                .filter(|d| !d.is_null() && !d.get(what).is_some_and(Value::is_null));
             match (data, &parsed) {
                 (Some(data), _) => return Ok(data.clone()),
                 (None, parsed) => {
