@@ -62,6 +62,15 @@ pub fn init(filter: &str, format: LogFormat, dir: Option<&Path>) -> Option<Worke
     };
     let (file_layer, guard) = match dir {
         Some(dir) => {
+            // Logs carry ids, not personal data, but keep them private anyway: a new log dir
+            // is created 0700 (the appender's files follow the umask).
+            if !dir.exists() {
+                use std::os::unix::fs::DirBuilderExt;
+                let _ = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir);
+            }
             // Like the PHP connector's log_YYYY-MM-DD files: one file per day.
             let appender = tracing_appender::rolling::daily(dir, "ciosync.log");
             let (writer, guard) = tracing_appender::non_blocking(appender);

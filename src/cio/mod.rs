@@ -299,6 +299,11 @@ impl CioClient {
             }
             let slice = &ops[range.clone()];
             let body = bytes::Bytes::from(batch_body(slice));
+            tracing::debug!(
+                operations = slice.len(),
+                bytes = body.len(),
+                "Sending a customer.io batch."
+            );
             let reply = self
                 .send(
                     || {

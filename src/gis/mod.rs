@@ -482,6 +482,7 @@ impl GisClient {
         page: u64,
     ) -> Result<PageData, GisError> {
         let variables = json!({ "filters": filters, "page": page, "perPage": self.page_size });
+        tracing::debug!(root, page, "Reading a GIS page.");
         let data = self.query(query, variables, root).await?;
         let list = data.get(root).filter(|v| !v.is_null()).ok_or_else(|| {
             GisError::Unavailable(format!("GIS answered no `{root}` for page {page}"))
