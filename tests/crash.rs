@@ -177,13 +177,6 @@ struct Reference {
     writes: usize,
 }
 
-impl Reference {
-    /// Profiles plus events: the units of progress.
-    fn records(&self) -> usize {
-        self.content.profiles.len() + self.content.events.len()
-    }
-}
-
 /// Runs the binary once without interruption on a fresh env and measures it.
 fn reference(params: &Params) -> Reference {
     let env = crash_env(params);
@@ -325,7 +318,8 @@ struct Figures {
     duplicate_events_stored: usize,
     /// Events the fake acknowledged but discarded because their id was already stored.
     duplicates_discarded: u64,
-    /// State temp files a kill left behind in the data dir.
+    /// State temp files kills had left in the data dir before the final run (which removes
+    /// them).
     leftover_temp_files: usize,
     elapsed: Duration,
 }
@@ -460,6 +454,11 @@ fn crash_experiment(params: &Params, reference: &Reference) -> (Figures, Env) {
         read_text(&stderr_path)
     );
     assert_eq!(read_text(&stderr_path), "", "the final run is silent");
+    assert_eq!(
+        state_temp_files(&env.data_dir()),
+        Vec::<String>::new(),
+        "the final run's saves removed the temp files killed saves left behind"
+    );
 
     let end = content(&env);
     let expected = &reference.content;
