@@ -12,7 +12,8 @@
 //!
 //! The CI tests use about 20 kill points each; `crash_long` (ignored) takes its figures
 //! from the environment (`CIOSYNC_CRASH_KILLS`, `CIOSYNC_CRASH_PEOPLE`,
-//! `CIOSYNC_CRASH_SEED`, `CIOSYNC_CRASH_API`) and prints what it measured.
+//! `CIOSYNC_CRASH_SEED`, `CIOSYNC_CRASH_API`) and prints what it measured. Set
+//! `CIOSYNC_CRASH_TRACE=1` to see each run's kill moment and how it ended.
 
 mod common;
 
@@ -324,8 +325,8 @@ struct Figures {
     elapsed: Duration,
 }
 
-/// The kill schedule: `kills` points, each a progress target in `[0, 1)` of the reference
-/// run's records (sorted, so the kills walk through the whole run) and a way to reach it.
+/// The kill schedule: `kills` points, each a progress target in `[0, 0.97)` (see
+/// [`progress`]; sorted, so the kills walk through the whole run) and a way to reach it.
 fn schedule(rng: &mut StdRng, kills: usize) -> Vec<(f64, u8)> {
     let mut targets: Vec<f64> = (0..kills).map(|_| rng.gen_range(0.0..0.97)).collect();
     targets.sort_by(f64::total_cmp);
