@@ -388,9 +388,34 @@ pub fn save_with(
 ) -> Result<(), StateError> {
     let path = state_path(data_dir);
     let bytes = encode(state);
+    remove_stale_temp_files(data_dir);
     replace_atomically(&path, &bytes, Some(&backup_path(data_dir)), write).map_err(StateError::io(
         format!("cannot write the state file {}", path.display()),
     ))
+}
+
+/// Removes the temp files of `state.json` and `state.json.bak` that a killed process left
+/// mid-save. Saves happen only under the data dir lock, so any such file is stale; without
+/// this, every crash during a save would leave a state-sized file behind for good. Best
+/// effort: a file that cannot be removed is left for the next save.
+fn remove_stale_temp_files(data_dir: &Path) {
+    let Ok(entries) = fs::read_dir(data_dir) else {
+        return;
+    };
+    let prefixes = [
+        format!(".{STATE_FILE}.tmp."),
+        format!(".{BACKUP_FILE}.tmp."),
+    ];
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_str()))
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The state as the bytes of `state.json`.
@@ -723,6 +748,28 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn save_removes_temp_files_a_killed_save_left_behind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stale = [
+            ".state.json.tmp.4242.0badf00d",
+            ".state.json.bak.tmp.4242.deadbeef",
+        ];
+        for name in stale {
+            fs::write(dir.path().join(name), b"{\"version\": 1, \"peo").expect("stale file");
+        }
+        fs::write(dir.path().join(".last_run.json.tmp.1.2"), b"x").expect("other file");
+        save(dir.path(), &sample_state()).expect("save");
+        for name in stale {
+            assert!(!dir.path().join(name).exists(), "{name} removed");
+        }
+        assert!(
+            dir.path().join(".last_run.json.tmp.1.2").exists(),
+            "only the state's temp files are touched"
+        );
+        assert_eq!(load(dir.path()).expect("loads"), Some(sample_state()));
     }
 
     #[test]
