@@ -476,3 +476,32 @@ fn transient_faults_are_retried_and_no_event_is_stored_twice() {
         "no event stored twice"
     );
 }
+
+#[test]
+fn concurrent_page_reads_survive_tokens_that_expire_after_a_few_requests() {
+    // Tokens last 5 requests while up to 4 pages are read at once: requests that saw a 401
+    // on a token another request already replaced retry with the newer one instead of
+    // refreshing again (SPEC 3: one refresh per 401, a second 401 is exit 77).
+    let env = Env::with(
+        FakeGisOptions {
+            people: 600,
+            token_ttl_requests: Some(5),
+            ..FakeGisOptions::default()
+        },
+        FakeCioOptions::default(),
+    );
+    let oauth = format!(
+        "[gis.oauth]\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"",
+        env.gis.token_url(),
+        env.gis.oauth_client_id(),
+        env.gis.oauth_client_secret(),
+        env.gis.seed_refresh_token()
+    );
+    let text = env
+        .config_text(&oauth, "")
+        .replace("page_size = 50", "page_size = 10");
+    env.write_config_text(&text);
+    let out = env.run("run", &["--json"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert!(summary(&out)["token_refreshes"].as_u64().expect("count") >= 10);
+}
