@@ -483,12 +483,14 @@ impl GisClient {
     ) -> Result<PageData, GisError> {
         let variables = json!({ "filters": filters, "page": page, "perPage": self.page_size });
         tracing::debug!(root, page, "Reading a GIS page.");
-        let data = self.query(query, variables, root).await?;
-        let list = data.get(root).filter(|v| !v.is_null()).ok_or_else(|| {
-            GisError::Unavailable(format!("GIS answered no `{root}` for page {page}"))
-        })?;
-        let records = match list.get("data") {
-            Some(Value::Array(items)) => items.clone(),
+        let mut data = self.query(query, variables, root).await?;
+        let list = data
+            .get_mut(root)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| GisError::Unavailable(format!("GIS answered no `{root}` for page {page}")))?;
+        // Pages are large: move the records out rather than copying them.
+        let records = match list.get_mut("data").map(Value::take) {
+            Some(Value::Array(items)) => items,
             Some(Value::Null) | None => Vec::new(),
             Some(_) => {
                 return Err(GisError::Unavailable(format!(
@@ -559,15 +561,20 @@ impl GisClient {
                     )))
                 }
             }
-            let parsed: Option<Value> = decode::response(&reply.body);
-            let data = parsed
+            let mut parsed: Option<Value> = decode::response(&reply.body);
+            let usable = parsed
                 .as_ref()
                 .and_then(|v| v.get("data"))
                 // A null root field beside `errors` is GIS's resolver failing: a hiccup to
                 // retry like a 502, not a fatal answer.
-                .filter(|d| !d.is_null() && !d.get(what).is_some_and(Value::is_null));
+                .is_some_and(|d| !d.is_null() && !d.get(what).is_some_and(Value::is_null));
+            let data = if usable {
+                parsed.as_mut().and_then(|v| v.get_mut("data")).map(Value::take)
+            } else {
+                None
+            };
             match (data, &parsed) {
-                (Some(data), _) => return Ok(data.clone()),
+                (Some(data), _) => return Ok(data),
                 (None, parsed) => {
                     // HTML with 200, a cut body, or `errors[]` with `data: null`: GIS had a bad moment.
                     graphql_failures += 1;
