@@ -11,6 +11,8 @@
 //!   `1000,10000,50000`);
 //! - `CIOSYNC_BENCH_REPLAY=0` skips the PHP replay;
 //! - `CIOSYNC_BENCH_MILLION=1` adds a 1,000,000-people first sync and rerun (not for CI);
+//! - `CIOSYNC_BENCH_MEMORY_LIMIT_MB=n` caps ciosync's address space (`ulimit -v`) in every
+//!   run; the million-people runs are capped at 12 GiB unless this says otherwise;
 //! - `CIOSYNC_BENCH_OUT=path` writes the report there instead of `docs/benchmark.md`.
 //!
 //! Targets are reported (met or not), never asserted: the numbers depend on the machine.
@@ -53,12 +55,15 @@ fn main() {
         .unwrap_or_else(|| vec![1_000, 10_000, 50_000]);
     let replay = std::env::var("CIOSYNC_BENCH_REPLAY").map_or(true, |v| v != "0");
     let million = std::env::var("CIOSYNC_BENCH_MILLION").is_ok_and(|v| v == "1");
+    let memory_limit_mb: Option<u64> = std::env::var("CIOSYNC_BENCH_MEMORY_LIMIT_MB")
+        .ok()
+        .and_then(|v| v.parse().ok());
 
     let mut rows: Vec<Row> = Vec::new();
     let mut comparison: Option<Comparison> = None;
     for &size in &sizes {
         let mut bench = Bench::start(size);
-        let first = bench.run_ciosync("first sync", None);
+        let first = bench.run_ciosync("first sync", memory_limit_mb);
         eprintln!("{}", first.line());
         if replay && size == sizes[0] {
             let report = bench.replay_php();
@@ -67,22 +72,26 @@ fn main() {
                 php: report,
             });
         }
-        let rerun = bench.run_ciosync("no-change rerun", None);
+        let rerun = bench.run_ciosync("no-change rerun", memory_limit_mb);
         eprintln!("{}", rerun.line());
         let changed = bench.change_one_percent();
-        let mut change = bench.run_ciosync("1% change", None);
+        let mut change = bench.run_ciosync("1% change", memory_limit_mb);
         change.changed = changed;
-        change.note = format!("{} people, {} applications changed", changed.0, changed.1);
+        change.note = if change.note.is_empty() {
+            format!("{} people, {} applications changed", changed.0, changed.1)
+        } else {
+            format!(
+                "{} people, {} applications changed; {}",
+                changed.0, changed.1, change.note
+            )
+        };
         eprintln!("{}", change.line());
         rows.extend([first, rerun, change]);
     }
     let mut million_rows = Vec::new();
     if million {
         // The cap keeps a run that would exhaust the shared machine from disturbing it.
-        let limit_mb = std::env::var("CIOSYNC_BENCH_MEMORY_LIMIT_MB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(12_288);
+        let limit_mb = memory_limit_mb.unwrap_or(12_288);
         let bench = Bench::start(1_000_000);
         let mut first = bench.run_ciosync("first sync", Some(limit_mb));
         first.note = format!(
@@ -251,9 +260,7 @@ time_budget = "120m"
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default());
         let cpu_before = own_cpu_seconds();
-        let started = Instant::now();
-        let output = command.output().expect("ciosync runs");
-        let wall = started.elapsed();
+        let (output, watched, wall) = run_watched(&mut command);
         let fake_cpu = own_cpu_seconds() - cpu_before;
         let (summary, failure) = match serde_json::from_slice::<Summary>(&output.stdout) {
             Ok(summary) => {
@@ -268,10 +275,17 @@ time_budget = "120m"
                 (summary, failure)
             }
             Err(e) => {
+                // No summary: keep what /proc showed while the process ran.
+                let summary = Summary {
+                    cpu_seconds: watched.cpu_seconds,
+                    peak_rss_bytes: watched.peak_rss_bytes,
+                    exit_code: u8::MAX,
+                    ..Summary::default()
+                };
                 let stderr = String::from_utf8_lossy(&output.stderr);
                 let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
                 (
-                    Summary::default(),
+                    summary,
                     Some(format!(
                         "no summary ({e}); status {}; stderr ends: {}",
                         output.status,
@@ -492,7 +506,11 @@ fn table(out: &mut String, rows: &[Row]) {
             s.identifies_sent,
             s.events_sent,
             mib(r.state_bytes),
-            s.exit_code
+            if s.exit_code == u8::MAX {
+                "killed".to_owned()
+            } else {
+                s.exit_code.to_string()
+            }
         );
     }
     let notes: Vec<String> = rows
@@ -689,4 +707,95 @@ fn machine() -> String {
 /// itself only waits while ciosync runs.
 fn own_cpu_seconds() -> f64 {
     ciosync::summary::resource_usage().0
+}
+
+/// What `/proc/<pid>` last showed of a child: its CPU time and peak RSS, for runs that die
+/// before printing their summary.
+#[derive(Debug, Default, Clone, Copy)]
+struct Watched {
+    cpu_seconds: f64,
+    peak_rss_bytes: u64,
+}
+
+/// Runs `command` to its end with stdout and stderr captured, while another thread samples
+/// its /proc entry every 50 ms. Returns the output, the samples and the wall time from spawn
+/// to exit (the sampling does not delay the wait).
+fn run_watched(command: &mut Command) -> (std::process::Output, Watched, Duration) {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ciosync starts");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let watched = Arc::new(Mutex::new(Watched::default()));
+    let watcher = {
+        let (done, watched) = (Arc::clone(&done), Arc::clone(&watched));
+        let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let sample = sample_proc(&proc_dir);
+                if let Some(sample) = sample {
+                    let mut w = watched.lock().expect("watch lock");
+                    w.peak_rss_bytes = w.peak_rss_bytes.max(sample.peak_rss_bytes);
+                    w.cpu_seconds = w.cpu_seconds.max(sample.cpu_seconds);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let status = child.wait().expect("wait for ciosync");
+    let wall = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    watcher.join().expect("watcher thread");
+    let output = std::process::Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    let watched = *watched.lock().expect("watch lock");
+    (output, watched, wall)
+}
+
+/// CPU seconds and peak RSS of a running process, from its /proc entry.
+fn sample_proc(proc_dir: &Path) -> Option<Watched> {
+    let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?;
+    let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(Watched {
+        // USER_HZ is 100 on Linux.
+        cpu_seconds: ticks / 100.0,
+        peak_rss_bytes: kb * 1024,
+    })
 }
