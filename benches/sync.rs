@@ -13,6 +13,8 @@
 //! - `CIOSYNC_BENCH_MILLION=1` adds a 1,000,000-people first sync and rerun (not for CI);
 //! - `CIOSYNC_BENCH_MEMORY_LIMIT_MB=n` caps ciosync's address space (`ulimit -v`) in every
 //!   run; the million-people runs are capped at 12 GiB unless this says otherwise;
+//! - `CIOSYNC_BENCH_WRAPPER="heaptrack -o /tmp/ht"` runs ciosync under a profiler (the
+//!   timings are then the profiler's, not ciosync's);
 //! - `CIOSYNC_BENCH_OUT=path` writes the report there instead of `docs/benchmark.md`.
 //!
 //! Targets are reported (met or not), never asserted: the numbers depend on the machine.
@@ -242,18 +244,26 @@ time_budget = "120m"
         let cio_before = self.cio.requests().len();
         let config = self.config_path();
         let config = config.to_str().expect("utf-8 path");
-        let binary = env!("CARGO_BIN_EXE_ciosync");
+        // An optional profiler in front (e.g. `heaptrack -o /tmp/ht`), then the binary.
+        let mut argv: Vec<String> = std::env::var("CIOSYNC_BENCH_WRAPPER")
+            .map(|w| w.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        argv.push(env!("CARGO_BIN_EXE_ciosync").to_owned());
         let mut command = match memory_limit_mb {
             Some(mb) => {
                 let mut c = Command::new("sh");
                 c.args([
-                    "-c",
-                    &format!("ulimit -v {}; exec \"$0\" \"$@\"", mb * 1024),
-                    binary,
+                    "-c".to_owned(),
+                    format!("ulimit -v {}; exec \"$0\" \"$@\"", mb * 1024),
                 ]);
+                c.args(&argv);
                 c
             }
-            None => Command::new(binary),
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
         };
         command
             .args(["run", "--config", config, "--json"])
