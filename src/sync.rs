@@ -32,6 +32,8 @@ use crate::summary::{Rejection, Summary};
 const PERSON_CONCURRENCY: usize = 16;
 /// v2 batches in flight at once.
 const BATCH_CONCURRENCY: usize = 4;
+/// Batch operations serialized at a time (about 6 MB of events).
+const OPS_PER_CHUNK: usize = 16_384;
 /// How often, at least, the state is saved while writes are confirmed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The large-change refusals apply only when the state knows at least this many people.
@@ -417,6 +419,8 @@ impl Engine<'_> {
             let people_read = full_read.then_some(snapshot.people.len());
             refuse_large_change(config, state, &plan, people_read)?;
         }
+        // The records read are no longer needed; free them before sending.
+        drop(snapshot);
         if self.options.dry_run {
             return Ok(Some(dry_run_view(&plan)));
         }
@@ -542,56 +546,39 @@ impl Engine<'_> {
         let people = plan.people;
         let mut blocked: BTreeSet<PersonId> = BTreeSet::new();
 
-        // Phase 1: identifies.
+        // Phase 1: identifies. Operations are serialized a chunk at a time, so a first sync
+        // never holds every operation of the run in memory at once.
         let identifies: Vec<&PersonPlan> = people.iter().filter(|p| p.identify.is_some()).collect();
-        let ops: Vec<BatchOp> = identifies
-            .iter()
-            .map(|p| {
-                BatchOp::identify(
-                    p.person_id,
-                    &p.identify.as_ref().expect("filtered").attributes,
-                )
-            })
-            .collect();
-        let (batches, oversize) = cio::pack(&ops);
-        for i in oversize {
-            // Every value fits its 1000 bytes, but control characters escape to six bytes
-            // each, so the op can pass v2's 32 KB; v1's identify has no such limit.
-            let person = identifies[i];
-            let identify = person.identify.as_ref().expect("filtered");
-            match cio.identify(person.person_id, &identify.attributes).await? {
-                Outcome::Confirmed => {
-                    state
-                        .people
-                        .insert(person.person_id, identify.after.clone());
-                    self.summary.identifies_sent += 1;
+        for chunk_start in (0..identifies.len()).step_by(OPS_PER_CHUNK) {
+            let chunk =
+                &identifies[chunk_start..(chunk_start + OPS_PER_CHUNK).min(identifies.len())];
+            let ops: Vec<BatchOp> = chunk
+                .iter()
+                .map(|p| {
+                    BatchOp::identify(
+                        p.person_id,
+                        &p.identify.as_ref().expect("filtered").attributes,
+                    )
+                })
+                .collect();
+            let (batches, oversize) = cio::pack(&ops);
+            for i in oversize {
+                // Every value fits its 1000 bytes, but control characters escape to six
+                // bytes each, so the op can pass v2's 32 KB; v1's identify has no such limit.
+                let person = chunk[i];
+                let identify = person.identify.as_ref().expect("filtered");
+                let outcome = cio.identify(person.person_id, &identify.attributes).await?;
+                self.settle_identify(state, person, outcome, &mut blocked);
+            }
+            let mut results = send_batches(cio, &ops, batches);
+            while let Some((range, outcome)) = results.next().await {
+                for (i, outcome) in range.clone().zip(outcome?) {
+                    self.settle_identify(state, chunk[i], outcome, &mut blocked);
                 }
-                Outcome::Rejected(reason) => {
-                    blocked.insert(person.person_id);
-                    self.reject(person.person_id, "identify", &reason);
-                }
+                self.progress.inc(range.len() as u64);
+                checkpoint.after_progress(state)?;
             }
         }
-        let mut results = send_batches(cio, &ops, batches);
-        while let Some((range, outcome)) = results.next().await {
-            for (i, outcome) in range.clone().zip(outcome?) {
-                let person = identifies[i];
-                match outcome {
-                    Outcome::Confirmed => {
-                        let after = &person.identify.as_ref().expect("filtered").after;
-                        state.people.insert(person.person_id, after.clone());
-                        self.summary.identifies_sent += 1;
-                    }
-                    Outcome::Rejected(reason) => {
-                        blocked.insert(person.person_id);
-                        self.reject(person.person_id, "identify", &reason);
-                    }
-                }
-            }
-            self.progress.inc(range.len() as u64);
-            checkpoint.after_progress(state)?;
-        }
-        drop(results);
 
         // Phase 2: events, in plan order.
         let events: Vec<(PersonId, &plan::PlannedEvent)> = people
@@ -599,60 +586,61 @@ impl Engine<'_> {
             .filter(|p| !blocked.contains(&p.person_id))
             .flat_map(|p| p.events.iter().map(move |e| (p.person_id, e)))
             .collect();
-        let ops: Vec<BatchOp> = events
-            .iter()
-            .map(|(person_id, e)| {
-                BatchOp::event(
-                    *person_id,
-                    cio::Event {
-                        name: &e.name,
-                        id: &e.id,
-                        timestamp: e.timestamp,
-                        data: &e.data,
-                    },
-                )
-            })
-            .collect();
         let mut progress = EventProgress::new(events.iter().map(|(_, e)| e.application_id));
-        let (batches, oversize) = cio::pack(&ops);
-        for i in oversize {
-            progress.settle(i, false);
-            blocked.insert(events[i].0);
-            self.reject(
-                events[i].0,
-                &events[i].1.name,
-                "operation over 32 KB; not sent",
-            );
-        }
-        let mut results = send_batches(cio, &ops, batches);
-        while let Some((range, outcome)) = results.next().await {
-            for (i, outcome) in range.clone().zip(outcome?) {
-                let (person_id, event) = events[i];
-                match outcome {
-                    Outcome::Confirmed => {
-                        progress.settle(i, true);
-                        self.summary.events_sent += 1;
-                        *self
-                            .summary
-                            .events_by_name
-                            .entry(event.name.clone())
-                            .or_default() += 1;
-                    }
-                    Outcome::Rejected(reason) => {
-                        progress.settle(i, false);
-                        blocked.insert(person_id);
-                        self.reject(person_id, &event.name, &reason);
+        for chunk_start in (0..events.len()).step_by(OPS_PER_CHUNK) {
+            let chunk = chunk_start..(chunk_start + OPS_PER_CHUNK).min(events.len());
+            let ops: Vec<BatchOp> = events[chunk.clone()]
+                .iter()
+                .map(|(person_id, e)| {
+                    BatchOp::event(
+                        *person_id,
+                        cio::Event {
+                            name: &e.name,
+                            id: &e.id,
+                            timestamp: e.timestamp,
+                            data: &e.data,
+                        },
+                    )
+                })
+                .collect();
+            let (batches, oversize) = cio::pack(&ops);
+            for i in oversize {
+                let (person_id, event) = events[chunk.start + i];
+                progress.settle(chunk.start + i, false);
+                blocked.insert(person_id);
+                self.reject(person_id, &event.name, "operation over 32 KB; not sent");
+            }
+            let mut results = send_batches(cio, &ops, batches);
+            while let Some((range, outcome)) = results.next().await {
+                for (i, outcome) in range.clone().zip(outcome?) {
+                    let index = chunk.start + i;
+                    let (person_id, event) = events[index];
+                    match outcome {
+                        Outcome::Confirmed => {
+                            progress.settle(index, true);
+                            self.summary.events_sent += 1;
+                            *self
+                                .summary
+                                .events_by_name
+                                .entry(event.name.clone())
+                                .or_default() += 1;
+                        }
+                        Outcome::Rejected(reason) => {
+                            progress.settle(index, false);
+                            blocked.insert(person_id);
+                            self.reject(person_id, &event.name, &reason);
+                        }
                     }
                 }
+                for i in progress.take_applicable() {
+                    let event = events[i].1;
+                    state
+                        .applications
+                        .insert(event.application_id, event.after.clone());
+                }
+                self.progress.inc(range.len() as u64);
+                checkpoint.after_progress(state)?;
             }
-            for i in progress.take_applicable() {
-                let event = events[i].1;
-                state
-                    .applications
-                    .insert(event.application_id, event.after.clone());
-            }
-            self.progress.inc(range.len() as u64);
-            checkpoint.after_progress(state)?;
         }
         for person in &people {
             if !blocked.contains(&person.person_id) {
@@ -660,6 +648,30 @@ impl Engine<'_> {
             }
         }
         Ok(())
+    }
+
+    fn settle_identify(
+        &mut self,
+        state: &mut State,
+        person: &PersonPlan,
+        outcome: Outcome,
+        blocked: &mut BTreeSet<PersonId>,
+    ) {
+        match outcome {
+            Outcome::Confirmed => {
+                let after = &person
+                    .identify
+                    .as_ref()
+                    .expect("an identify was sent")
+                    .after;
+                state.people.insert(person.person_id, after.clone());
+                self.summary.identifies_sent += 1;
+            }
+            Outcome::Rejected(reason) => {
+                blocked.insert(person.person_id);
+                self.reject(person.person_id, "identify", &reason);
+            }
+        }
     }
 
     fn reject(&mut self, person_id: PersonId, write: &str, reason: &str) {

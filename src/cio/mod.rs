@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
@@ -58,15 +59,23 @@ pub struct RegionInfo {
     pub url: String,
 }
 
-/// One event to send.
-#[derive(Debug, Clone, Copy)]
-pub struct Event<'a> {
+/// One event to send; `data` is anything that serializes to a JSON object.
+#[derive(Debug)]
+pub struct Event<'a, D: ?Sized> {
     pub name: &'a str,
     /// The deterministic ULID customer.io de-duplicates on.
     pub id: &'a str,
     pub timestamp: i64,
-    pub data: &'a Map<String, Value>,
+    pub data: &'a D,
 }
+
+impl<D: ?Sized> Clone for Event<'_, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<D: ?Sized> Copy for Event<'_, D> {}
 
 /// The v2 batch limits (SPEC 4.4; customer.io counts KB as 1000 bytes).
 pub const BATCH_MAX_BYTES: usize = 500_000;
@@ -91,7 +100,7 @@ impl BatchOp {
     }
 
     /// An event operation (v2 carries the event data in `attributes`).
-    pub fn event(person_id: u64, event: Event<'_>) -> BatchOp {
+    pub fn event<D: Serialize + ?Sized>(person_id: u64, event: Event<'_, D>) -> BatchOp {
         BatchOp::from_value(&json!({
             "type": "person",
             "identifiers": {"id": person_id.to_string()},
@@ -246,7 +255,11 @@ impl CioClient {
     ///
     /// # Errors
     /// [`CioError`] when the run cannot go on; a refused write is `Ok(Outcome::Rejected)`.
-    pub async fn track(&self, person_id: u64, event: Event<'_>) -> Result<Outcome, CioError> {
+    pub async fn track<D: Serialize + ?Sized>(
+        &self,
+        person_id: u64,
+        event: Event<'_, D>,
+    ) -> Result<Outcome, CioError> {
         let url = format!("{}/api/v1/customers/{person_id}/events", self.base);
         let body = json!({
             "name": event.name,

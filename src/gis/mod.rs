@@ -484,10 +484,9 @@ impl GisClient {
         let variables = json!({ "filters": filters, "page": page, "perPage": self.page_size });
         tracing::debug!(root, page, "Reading a GIS page.");
         let mut data = self.query(query, variables, root).await?;
-        let list = data
-            .get_mut(root)
-            .filter(|v| !v.is_null())
-            .ok_or_else(|| GisError::Unavailable(format!("GIS answered no `{root}` for page {page}")))?;
+        let list = data.get_mut(root).filter(|v| !v.is_null()).ok_or_else(|| {
+            GisError::Unavailable(format!("GIS answered no `{root}` for page {page}"))
+        })?;
         // Pages are large: move the records out rather than copying them.
         let records = match list.get_mut("data").map(Value::take) {
             Some(Value::Array(items)) => items,
@@ -569,7 +568,10 @@ impl GisClient {
                 // retry like a 502, not a fatal answer.
                 .is_some_and(|d| !d.is_null() && !d.get(what).is_some_and(Value::is_null));
             let data = if usable {
-                parsed.as_mut().and_then(|v| v.get_mut("data")).map(Value::take)
+                parsed
+                    .as_mut()
+                    .and_then(|v| v.get_mut("data"))
+                    .map(Value::take)
             } else {
                 None
             };

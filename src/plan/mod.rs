@@ -13,6 +13,7 @@ mod profile;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -88,6 +89,30 @@ pub struct Identify {
     pub after: PersonState,
 }
 
+/// An event's `data` (SPEC 4.2): the three ids as JSON integers, the opportunity title,
+/// the programme (as in the event name), the current GIS status and the true time. Shared
+/// parts are reference-counted: an application's events carry the same strings, and a first
+/// sync plans hundreds of thousands of events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventData {
+    pub application_id: ApplicationId,
+    pub opportunity_id: u64,
+    /// The PHP connector's key for the opportunity id.
+    pub oid: u64,
+    pub opportunity_title: Option<Arc<str>>,
+    pub programme: Arc<str>,
+    pub status: Arc<str>,
+    /// The true time, unix seconds (the timestamp may be `now`, SPEC 4.3).
+    pub occurred_at: i64,
+}
+
+impl EventData {
+    /// As the JSON object sent.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("event data always serializes")
+    }
+}
+
 /// One event to send.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlannedEvent {
@@ -98,7 +123,7 @@ pub struct PlannedEvent {
     pub id: String,
     /// Unix seconds sent as the event's timestamp (the true time, or `now` per SPEC 4.3).
     pub timestamp: i64,
-    pub data: Map<String, Value>,
+    pub data: EventData,
     /// The application's state once this event is confirmed.
     #[serde(skip)]
     pub after: ApplicationState,
@@ -343,6 +368,7 @@ fn plan_application(
         _ => None,
     };
     let fallback = application.dates.updated_at.unwrap_or(now);
+    let base = base_event_data(application, opportunity_id, programme, stats);
     flow_events
         .into_iter()
         .map(|event| {
@@ -352,13 +378,10 @@ fn plan_application(
                 Some(limit) if occurred_at < limit => now,
                 _ => occurred_at,
             };
-            let data = event_data(
-                application,
-                opportunity_id,
-                programme,
-                occurred_at.timestamp(),
-                stats,
-            );
+            let data = EventData {
+                occurred_at: occurred_at.timestamp(),
+                ..base.clone()
+            };
             PlannedEvent {
                 application_id: application.id,
                 id: event_id(&options.site_id, application.id, &name, event.occurrence),
@@ -376,40 +399,35 @@ fn event_name(programme: &str, kind: EventKind) -> String {
     format!("{programme}{}", kind.name())
 }
 
-/// The event's `data` (SPEC 4.2), with the opportunity title cut if the whole would exceed
-/// customer.io's limit.
-fn event_data(
+/// The `data` shared by an application's events (SPEC 4.2), `occurred_at` left for each
+/// event, with the opportunity title cut if the whole would exceed
+/// [`MAX_EVENT_DATA_BYTES`] (counted once per application).
+fn base_event_data(
     application: &Application,
     opportunity_id: u64,
     programme: &str,
-    occurred_at: i64,
     stats: &mut PlanStats,
-) -> Map<String, Value> {
-    let mut data = Map::new();
-    data.insert("application_id".to_owned(), Value::from(application.id));
-    data.insert("opportunity_id".to_owned(), Value::from(opportunity_id));
-    data.insert("oid".to_owned(), Value::from(opportunity_id));
-    data.insert("programme".to_owned(), Value::from(programme));
-    data.insert(
-        "status".to_owned(),
-        Value::from(application.status.as_str()),
-    );
-    data.insert("occurred_at".to_owned(), Value::from(occurred_at));
-    let title = application.opportunity_title.as_deref();
-    data.insert(
-        "opportunity_title".to_owned(),
-        title.map_or(Value::Null, Value::from),
-    );
+) -> EventData {
+    let mut data = EventData {
+        application_id: application.id,
+        opportunity_id,
+        oid: opportunity_id,
+        opportunity_title: application.opportunity_title.as_deref().map(Arc::from),
+        programme: Arc::from(programme),
+        status: Arc::from(application.status.as_str()),
+        // The longest a timestamp can print, so the size check holds for every event.
+        occurred_at: i64::MIN,
+    };
     if serialized_len(&data) <= MAX_EVENT_DATA_BYTES {
         return data;
     }
-    let Some(title) = title else {
+    let Some(title) = application.opportunity_title.as_deref() else {
         return data;
     };
     // Longest title prefix (on a char boundary) that fits; JSON escaping makes the
     // serialized size non-linear in bytes, so search over prefix lengths.
-    let fits = |cut: &str, data: &mut Map<String, Value>| {
-        data.insert("opportunity_title".to_owned(), Value::from(cut));
+    let fits = |cut: &str, data: &mut EventData| {
+        data.opportunity_title = Some(Arc::from(cut));
         serialized_len(data) <= MAX_EVENT_DATA_BYTES
     };
     let (mut low, mut high) = (0usize, title.len());
@@ -427,7 +445,6 @@ fn event_data(
 }
 
 /// Size of `data` as sent.
-fn serialized_len(data: &Map<String, Value>) -> usize {
-    // A map with string keys always serializes.
+fn serialized_len(data: &EventData) -> usize {
     serde_json::to_vec(data).map_or(usize::MAX, |bytes| bytes.len())
 }
