@@ -38,13 +38,15 @@ pub fn config_path(flag: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) ->
         .unwrap_or_else(config::default_config_path)
 }
 
-/// The runtime every command uses: two workers, like the machines it runs on.
+/// The runtime every command uses: one thread. The work is I/O-bound and concurrent, not
+/// parallel; one thread also keeps the allocator to one arena, which measurably lowers the
+/// peak memory of a large first sync (freed memory is reused instead of stranded in
+/// another thread's arena).
 ///
 /// # Errors
 /// When the runtime cannot be built.
 pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Unavailable(format!("cannot start the async runtime: {e}")))

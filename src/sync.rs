@@ -948,7 +948,7 @@ fn dry_run_view(plan: &Plan) -> Vec<DryRunPerson> {
             attributes: p
                 .identify
                 .as_ref()
-                .map(|i| i.attributes.keys().cloned().collect())
+                .map(|i| i.attributes.names())
                 .unwrap_or_default(),
             events: p
                 .events

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::config::{CioConfig, Secret};
@@ -90,7 +90,7 @@ pub struct BatchOp(Vec<u8>);
 
 impl BatchOp {
     /// An identify operation.
-    pub fn identify(person_id: u64, attributes: &Map<String, Value>) -> BatchOp {
+    pub fn identify<A: Serialize + ?Sized>(person_id: u64, attributes: &A) -> BatchOp {
         BatchOp::from_value(&json!({
             "type": "person",
             "identifiers": {"id": person_id.to_string()},
@@ -239,10 +239,10 @@ impl CioClient {
     ///
     /// # Errors
     /// [`CioError`] when the run cannot go on; a refused write is `Ok(Outcome::Rejected)`.
-    pub async fn identify(
+    pub async fn identify<A: Serialize + ?Sized>(
         &self,
         person_id: u64,
-        attributes: &Map<String, Value>,
+        attributes: &A,
     ) -> Result<Outcome, CioError> {
         let url = format!("{}/api/v1/customers/{person_id}", self.base);
         let reply = self

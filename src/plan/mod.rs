@@ -79,11 +79,50 @@ pub struct PersonPlan {
     pub events: Vec<PlannedEvent>,
 }
 
+/// Attributes to send, kept as their serialized JSON object: a first sync plans one per
+/// person, and a map per person would cost several times the bytes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Attributes(Box<serde_json::value::RawValue>);
+
+impl Attributes {
+    /// Serializes `map`.
+    pub fn from_map(map: &Map<String, Value>) -> Attributes {
+        Attributes(serde_json::value::to_raw_value(map).expect("a JSON map always serializes"))
+    }
+
+    /// The attributes as a map.
+    pub fn to_map(&self) -> Map<String, Value> {
+        serde_json::from_str(self.0.get()).expect("written from a JSON map")
+    }
+
+    /// The attribute names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.to_map().keys().cloned().collect()
+    }
+
+    /// Whether there is no attribute at all (an identify that only creates the profile).
+    pub fn is_empty(&self) -> bool {
+        self.0.get() == "{}"
+    }
+
+    /// The JSON object text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Attributes {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
 /// A profile update.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Identify {
     /// Only the changed attributes; `null` clears one.
-    pub attributes: Map<String, Value>,
+    pub attributes: Attributes,
     /// The person's state once this identify is confirmed.
     #[serde(skip)]
     pub after: PersonState,

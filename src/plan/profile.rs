@@ -13,7 +13,7 @@ use sha2::Sha256;
 use crate::model::{Person, ATTRIBUTES};
 use crate::state::{Fingerprint, PersonState};
 
-use super::{Identify, PlanStats};
+use super::{Attributes, Identify, PlanStats};
 
 /// customer.io's limit on one attribute string value, in bytes of UTF-8.
 pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1000;
@@ -154,7 +154,10 @@ pub(crate) fn plan_identify(
         return None;
     }
     stats.truncated_values += truncated;
-    Some(Identify { attributes, after })
+    Some(Identify {
+        attributes: Attributes::from_map(&attributes),
+        after,
+    })
 }
 
 /// The identify for a person in the state who is no longer in a full read (SPEC 5.4).
@@ -162,7 +165,7 @@ pub(crate) fn left_scope(prior: &PersonState) -> Identify {
     let mut attributes = Map::new();
     attributes.insert(IN_SCOPE_ATTRIBUTE.to_owned(), Value::Bool(false));
     Identify {
-        attributes,
+        attributes: Attributes::from_map(&attributes),
         after: PersonState {
             in_scope: false,
             in_scope_sent: true,
