@@ -20,7 +20,7 @@ pub enum Command {
     /// One sync, then exit. Silent when healthy.
     Run(RunArgs),
     /// Validate the config and prove both credentials work, changing nothing.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// What the last run did, what the state holds, whether a run holds the lock now.
     Status(StatusArgs),
     /// Start the built-in fakes with generated people, sync twice, and show what customer.io got.
@@ -62,6 +62,16 @@ pub struct RunArgs {
     /// More output on stderr: -v info, -vv debug.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `ciosync check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ciosync status`.

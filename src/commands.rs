@@ -130,74 +130,95 @@ fn fail(e: &Error) -> Output {
     }
 }
 
+/// One line of `ciosync check`.
+#[derive(Debug, Serialize)]
+pub struct CheckResult {
+    /// `config`, `gis` or `customerio`.
+    pub check: &'static str,
+    pub ok: bool,
+    /// What was found, or why it failed.
+    pub detail: String,
+}
+
 /// `ciosync check`: the config is valid (it was loaded), GIS `currentPerson`, customer.io
-/// region. One line per check; exit 0 only if all pass.
-pub fn check(config: &Config) -> Output {
-    let mut out = Output {
-        stdout: format!("config: ok ({})\n", config.path.display()),
-        ..Output::default()
-    };
+/// region. One line per check (or a JSON list); exit 0 only if all pass.
+pub fn check(config: &Config, json: bool) -> Output {
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
     };
+    let mut results = vec![CheckResult {
+        check: "config",
+        ok: true,
+        detail: config.path.display().to_string(),
+    }];
     let mut first_error: Option<Error> = None;
-    let gis = runtime.block_on(async {
-        if matches!(config.gis.auth, config::GisAuth::OAuth(_)) {
-            // Rotated refresh tokens are persisted in data_dir.
-            state::ensure_data_dir(&config.data_dir)?;
-        }
-        let client = sync::gis_client(config, None)?;
-        Ok::<_, Error>(client.current_person_id().await?)
-    });
-    match gis {
-        Ok(id) => out
-            .stdout
-            .push_str(&format!("gis: ok (current person {id})\n")),
-        Err(e) => {
-            out.stdout
-                .push_str(&format!("gis: FAILED: {}\n", error::chain(&e)));
-            first_error.get_or_insert(e);
-        }
-    }
-    let cio = runtime.block_on(async {
-        let client = CioClient::new(&config.customerio, RetryPolicy::default(), None)?;
-        let info = client.region().await?;
-        Ok::<_, Error>((info, client.base_url().to_owned()))
-    });
-    match cio {
-        Ok((info, base)) => {
+    let mut record = |check: &'static str, outcome: Result<String, Error>| {
+        let (ok, detail) = match outcome {
+            Ok(detail) => (true, detail),
+            Err(e) => {
+                let detail = error::chain(&e);
+                first_error.get_or_insert(e);
+                (false, detail)
+            }
+        };
+        results.push(CheckResult { check, ok, detail });
+    };
+    record(
+        "gis",
+        runtime.block_on(async {
+            if matches!(config.gis.auth, config::GisAuth::OAuth(_)) {
+                // Rotated refresh tokens are persisted in data_dir.
+                state::ensure_data_dir(&config.data_dir)?;
+            }
+            let client = sync::gis_client(config, None)?;
+            let id = client.current_person_id().await?;
+            Ok(format!("current person {id}"))
+        }),
+    );
+    record(
+        "customerio",
+        runtime.block_on(async {
+            let client = CioClient::new(&config.customerio, RetryPolicy::default(), None)?;
+            let info = client.region().await?;
             let expected = match config.customerio.region {
                 Region::Us => "us",
                 Region::Eu => "eu",
             };
             if config.customerio.track_url.is_none() && info.region != expected {
-                let e = Error::WrongRegion(format!(
+                return Err(Error::WrongRegion(format!(
                     "customer.io says this account is in region `{}` ({}), but customerio.region is `{expected}` in {}",
                     info.region,
                     info.url,
                     config.path.display()
-                ));
-                out.stdout.push_str(&format!("customerio: FAILED: {e}\n"));
-                first_error.get_or_insert(e);
-            } else {
-                out.stdout.push_str(&format!(
-                    "customerio: ok (region {}, {base})\n",
-                    info.region
-                ));
+                )));
             }
-        }
-        Err(e) => {
-            out.stdout
-                .push_str(&format!("customerio: FAILED: {}\n", error::chain(&e)));
-            first_error.get_or_insert(e);
-        }
+            Ok(format!("region {}, {}", info.region, client.base_url()))
+        }),
+    );
+    let stdout = if json {
+        let mut text =
+            serde_json::to_string_pretty(&results).expect("check results always serialize");
+        text.push('\n');
+        text
+    } else {
+        results
+            .iter()
+            .map(|r| {
+                let verdict = if r.ok { "ok" } else { "FAILED" };
+                if r.ok {
+                    format!("{}: {verdict} ({})\n", r.check, r.detail)
+                } else {
+                    format!("{}: {verdict}: {}\n", r.check, r.detail)
+                }
+            })
+            .collect()
+    };
+    Output {
+        stdout,
+        code: first_error.as_ref().map_or(error::code::OK, Error::code),
+        error: first_error.as_ref().map(|e| error::chain(e)),
     }
-    if let Some(e) = first_error {
-        out.code = e.code();
-        out.error = Some(error::chain(&e));
-    }
-    out
 }
 
 /// What `ciosync status` reports.

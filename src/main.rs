@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Command::Run(args) => with_config(&args.config, args.verbose, |cfg| {
             commands::run(cfg, args, chrono::Utc::now())
         }),
-        Command::Check(arg) => with_config(arg, 0, commands::check),
+        Command::Check(args) => with_config(&args.config, 0, |cfg| commands::check(cfg, args.json)),
         Command::Status(args) => {
             with_config(&args.config, 0, |cfg| commands::status(cfg, args.json))
         }
