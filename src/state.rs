@@ -402,9 +402,12 @@ fn remove_stale_temp_files(data_dir: &Path) {
     let Ok(entries) = fs::read_dir(data_dir) else {
         return;
     };
+    // Also the run summary's, written under the same lock; not the OAuth store's, which
+    // `ciosync check` may write without the lock.
     let prefixes = [
         format!(".{STATE_FILE}.tmp."),
         format!(".{BACKUP_FILE}.tmp."),
+        ".last_run.json.tmp.".to_owned(),
     ];
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -756,18 +759,19 @@ mod tests {
         let stale = [
             ".state.json.tmp.4242.0badf00d",
             ".state.json.bak.tmp.4242.deadbeef",
+            ".last_run.json.tmp.4242.feedface",
         ];
         for name in stale {
             fs::write(dir.path().join(name), b"{\"version\": 1, \"peo").expect("stale file");
         }
-        fs::write(dir.path().join(".last_run.json.tmp.1.2"), b"x").expect("other file");
+        fs::write(dir.path().join(".gis-oauth.json.tmp.1.2"), b"x").expect("other file");
         save(dir.path(), &sample_state()).expect("save");
         for name in stale {
             assert!(!dir.path().join(name).exists(), "{name} removed");
         }
         assert!(
-            dir.path().join(".last_run.json.tmp.1.2").exists(),
-            "only the state's temp files are touched"
+            dir.path().join(".gis-oauth.json.tmp.1.2").exists(),
+            "the OAuth store's temp files are not touched (written without the lock)"
         );
         assert_eq!(load(dir.path()).expect("loads"), Some(sample_state()));
     }
