@@ -887,7 +887,9 @@ async fn recheck_missing(
     if missing.is_empty() {
         return Ok(());
     }
-    let found = gis.read_people_in_scope_by_id(&missing).await?;
+    let found = gis
+        .read_people_in_scope_by_id(&missing, &mut snapshot.skipped)
+        .await?;
     tracing::info!(
         missing = missing.len(),
         still_in_scope = found.len(),

@@ -366,13 +366,7 @@ fn gis_token_expiry_mid_run_refreshes_once_and_the_rotation_survives_the_process
         },
         FakeCioOptions::default(),
     );
-    let oauth = format!(
-        "[gis.oauth]\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"",
-        env.gis.token_url(),
-        env.gis.oauth_client_id(),
-        env.gis.oauth_client_secret(),
-        env.gis.seed_refresh_token()
-    );
+    let oauth = env.oauth_table();
     env.write_config_text(&env.config_text(&oauth, ""));
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
@@ -490,13 +484,7 @@ fn concurrent_page_reads_survive_tokens_that_expire_after_a_few_requests() {
         },
         FakeCioOptions::default(),
     );
-    let oauth = format!(
-        "[gis.oauth]\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"",
-        env.gis.token_url(),
-        env.gis.oauth_client_id(),
-        env.gis.oauth_client_secret(),
-        env.gis.seed_refresh_token()
-    );
+    let oauth = env.oauth_table();
     let text = env
         .config_text(&oauth, "")
         .replace("page_size = 50", "page_size = 10");

@@ -246,9 +246,9 @@ impl GisClient {
     pub async fn read_people_in_scope_by_id(
         &self,
         ids: &BTreeSet<PersonId>,
+        skipped: &mut BTreeMap<String, u64>,
     ) -> Result<Vec<Person>, GisError> {
         let mut people = Vec::new();
-        let mut skipped = BTreeMap::new();
         let ids: Vec<PersonId> = ids.iter().copied().collect();
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
@@ -259,7 +259,7 @@ impl GisClient {
                     json!({ "ids": ids }),
                     None,
                     decode::person,
-                    &mut skipped,
+                    skipped,
                 )
                 .await?;
             people.extend(found.into_iter().filter(|p| self.in_scope(p)));
@@ -321,28 +321,12 @@ impl GisClient {
             applications.values().filter_map(|a| a.person_id).collect();
         wanted.extend(pending.iter().copied());
         wanted.retain(|id| !people.contains_key(id));
-        let wanted: Vec<PersonId> = wanted.into_iter().collect();
-        for chunk in wanted.chunks(IDS_PER_QUERY) {
-            let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
-            let found = self
-                .read_pages(
-                    PEOPLE_QUERY,
-                    "people",
-                    json!({ "ids": ids }),
-                    None,
-                    decode::person,
-                    &mut skipped,
-                )
-                .await?;
-            for person in found {
-                // Only people still in the configured LCs count as read.
-                if person
-                    .home_lc_id
-                    .is_some_and(|lc| self.home_lcs.contains(&lc))
-                {
-                    people.insert(person.id, person);
-                }
-            }
+        // Only people still in the configured LCs count as read.
+        for person in self
+            .read_people_in_scope_by_id(&wanted, &mut skipped)
+            .await?
+        {
+            people.insert(person.id, person);
         }
 
         // All applications of pending people and of people coming back into scope.

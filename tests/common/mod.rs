@@ -84,6 +84,17 @@ request_timeout = "2s"
         self.write_config_text(&self.config_text(&auth, extra));
     }
 
+    /// The `[gis.oauth]` table for the fake GIS's client and seed refresh token.
+    pub fn oauth_table(&self) -> String {
+        format!(
+            "[gis.oauth]\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"",
+            self.gis.token_url(),
+            self.gis.oauth_client_id(),
+            self.gis.oauth_client_secret(),
+            self.gis.seed_refresh_token()
+        )
+    }
+
     pub fn write_config_text(&self, text: &str) {
         write_private(&self.config_path(), text);
     }
