@@ -38,16 +38,7 @@ fn check_proves_both_credentials_one_line_each() {
         .count();
     assert_eq!(writes, 0, "check changes nothing");
 
-    let text = env
-        .config_text(
-            &format!("access_token = \"{}\"", env.gis.static_token()),
-            "",
-        )
-        .replace(
-            &format!("api_key = \"{}\"", env.cio.api_key()),
-            "api_key = \"nope\"",
-        );
-    env.write_config_text(&text);
+    env.write_config_with_cio_key("nope");
     let out = env.run("check", &[]);
     assert_eq!(code(&out), 77);
     assert!(stdout(&out).contains("gis: ok"), "{}", stdout(&out));

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use ciosync::fake::cio::FakeCioOptions;
 use ciosync::fake::faults::{Fault, FaultPlan, FaultRule, Trigger};
 use ciosync::fake::gis::FakeGisOptions;
@@ -320,16 +318,7 @@ fn refused_credentials_exit_77() {
         },
         FakeCioOptions::default(),
     );
-    let text = env
-        .config_text(
-            &format!("access_token = \"{}\"", env.gis.static_token()),
-            "",
-        )
-        .replace(
-            &format!("api_key = \"{}\"", env.cio.api_key()),
-            "api_key = \"wrong-key\"",
-        );
-    env.write_config_text(&text);
+    env.write_config_with_cio_key("wrong-key");
     let out = env.run("run", &[]);
     assert_eq!(code(&out), 77, "stderr: {}", stderr(&out));
     assert!(!stderr(&out).contains("wrong-key"));
@@ -389,19 +378,11 @@ fn gis_token_expiry_mid_run_refreshes_once_and_the_rotation_survives_the_process
     assert!(!stored.contains(&env.gis.seed_refresh_token()));
 }
 
-fn event_keys(env: &Env) -> BTreeSet<(String, String, Option<String>)> {
-    env.cio
-        .events()
-        .into_iter()
-        .map(|e| (e.customer_id, e.name, e.id))
-        .collect()
-}
-
 #[test]
 fn transient_faults_are_retried_and_no_event_is_stored_twice() {
     let clean = Env::new(40);
     assert_eq!(code(&clean.run("run", &[])), 0);
-    let expected = event_keys(&clean);
+    let expected = clean.event_keys();
     assert!(!expected.is_empty());
 
     let env = Env::new(40);
@@ -463,7 +444,7 @@ fn transient_faults_are_retried_and_no_event_is_stored_twice() {
         env.cio.duplicate_events() >= 1,
         "5xx after applying made a resend"
     );
-    assert_eq!(event_keys(&env), expected, "every event, none twice");
+    assert_eq!(env.event_keys(), expected, "every event, none twice");
     assert_eq!(
         env.cio.events().len(),
         expected.len(),

@@ -95,6 +95,29 @@ request_timeout = "2s"
         )
     }
 
+    /// Rewrites the config with a wrong customer.io API key.
+    pub fn write_config_with_cio_key(&self, key: &str) {
+        let text = self
+            .config_text(
+                &format!("access_token = \"{}\"", self.gis.static_token()),
+                "",
+            )
+            .replace(
+                &format!("api_key = \"{}\"", self.cio.api_key()),
+                &format!("api_key = \"{key}\""),
+            );
+        self.write_config_text(&text);
+    }
+
+    /// The events customer.io stored, as (customer, name, id).
+    pub fn event_keys(&self) -> std::collections::BTreeSet<(String, String, Option<String>)> {
+        self.cio
+            .events()
+            .into_iter()
+            .map(|e| (e.customer_id, e.name, e.id))
+            .collect()
+    }
+
     pub fn write_config_text(&self, text: &str) {
         write_private(&self.config_path(), text);
     }
