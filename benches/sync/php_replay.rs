@@ -43,18 +43,8 @@ pub struct Target {
     pub page_size: u32,
 }
 
-const PEOPLE_QUERY: &str = "query People($filters: PeopleFilter, $page: Int, $perPage: Int) {
-  people(filters: $filters, page: $page, per_page: $perPage) {
-    paging { total_pages }
-    data {
-      id email first_name last_name full_name dob created_at updated_at interviewed
-      profile_photo status cv_url nps_score
-      permissions { can_apply }
-      home_lc { id name }
-      home_mc { name }
-    }
-  }
-}";
+/// People pages are read with ciosync's own query: the PHP connector read the same fields.
+use ciosync::gis::PEOPLE_QUERY;
 
 const PERSON_APPLICATIONS_QUERY: &str =
     "query PersonApplications($id: ID, $page: Int, $perPage: Int) {
