@@ -9,7 +9,9 @@ use tokio::time::Instant;
 
 use crate::cio::CioClient;
 use crate::cli::RunArgs;
-use crate::config::{self, Config, Region};
+use crate::config::{self, Config};
+use crate::credentials;
+use crate::data_dir::{self, LAST_RUN_FILE};
 use crate::error::{self, Error};
 use crate::http::RetryPolicy;
 use crate::lock;
@@ -17,14 +19,35 @@ use crate::state;
 use crate::summary::Summary;
 use crate::sync::{self, RunOptions};
 
-/// What a command wants printed, and how the process should exit.
+/// What a command wants printed, and how the process should exit. `main` prints `stdout`,
+/// reports `failure` once, and exits with `code`.
 #[derive(Debug, Default)]
 pub struct Output {
     /// For stdout.
     pub stdout: String,
     pub code: u8,
-    /// The error that ended the command, already logged.
-    pub error: Option<String>,
+    /// The error that ended the command, not yet reported.
+    pub failure: Option<Error>,
+}
+
+impl Output {
+    /// A command that printed `stdout` and succeeded.
+    pub fn text(stdout: String) -> Output {
+        Output {
+            stdout,
+            code: error::code::OK,
+            failure: None,
+        }
+    }
+
+    /// A command that failed with `error`, printing nothing.
+    pub fn failed(error: Error) -> Output {
+        Output {
+            stdout: String::new(),
+            code: error.code(),
+            failure: Some(error),
+        }
+    }
 }
 
 /// The config path: `--config`, else `CIOSYNC_CONFIG`, else `/etc/ciosync/config.toml`.
@@ -49,7 +72,10 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Unavailable(format!("cannot start the async runtime: {e}")))
+        .map_err(|source| Error::Unavailable {
+            context: "cannot start the async runtime".to_owned(),
+            source,
+        })
 }
 
 /// `ciosync run`.
@@ -62,47 +88,34 @@ pub fn run(config: &Config, args: &RunArgs, now: DateTime<Utc>) -> Output {
     };
     let result =
         runtime().and_then(|rt| rt.block_on(sync::run(config, &options, now, Instant::now())));
-    match result {
-        Err(e @ Error::Locked(_)) => {
-            tracing::info!(error = %e, "Skipping this run.");
-            Output {
-                stdout: String::new(),
-                code: e.code(),
-                error: None,
-            }
-        }
-        Err(e) => fail(&e),
-        Ok(result) => {
-            let mut stdout = String::new();
-            if let Some(plan) = &result.dry_run {
-                stdout = if args.json {
-                    let mut text = serde_json::to_string_pretty(&DryRunJson {
-                        people: plan,
-                        summary: &result.summary,
-                    })
-                    .expect("a plan always serializes");
-                    text.push('\n');
-                    text
-                } else {
-                    sync::dry_run_text(plan)
-                };
-            } else if args.json {
-                stdout = serde_json::to_string_pretty(&result.summary)
-                    .expect("a summary always serializes");
-                stdout.push('\n');
-            } else if args.verbose > 0 {
-                stdout = result.summary.to_text();
-            }
-            let error = result.error.as_ref().map(|e| {
-                log_failure(e);
-                error::chain(e)
-            });
-            Output {
-                stdout,
-                code: result.code(),
-                error,
-            }
-        }
+    let result = match result {
+        Ok(result) => result,
+        Err(e) => return Output::failed(e),
+    };
+    let mut stdout = String::new();
+    if let Some(plan) = &result.dry_run {
+        stdout = if args.json {
+            let mut text = serde_json::to_string_pretty(&DryRunJson {
+                people: plan,
+                summary: &result.summary,
+            })
+            .expect("a plan always serializes");
+            text.push('\n');
+            text
+        } else {
+            sync::dry_run::text(plan)
+        };
+    } else if args.json {
+        stdout =
+            serde_json::to_string_pretty(&result.summary).expect("a summary always serializes");
+        stdout.push('\n');
+    } else if args.verbose > 0 {
+        stdout = result.summary.to_text();
+    }
+    Output {
+        stdout,
+        code: result.code(),
+        failure: result.error,
     }
 }
 
@@ -110,24 +123,6 @@ pub fn run(config: &Config, args: &RunArgs, now: DateTime<Utc>) -> Output {
 struct DryRunJson<'a> {
     people: &'a [sync::DryRunPerson],
     summary: &'a Summary,
-}
-
-fn log_failure(e: &Error) {
-    match e {
-        Error::TimeBudget(_) => {
-            tracing::warn!(error = %error::chain(e), "Run stopped early; the next run resumes.")
-        }
-        _ => tracing::error!(error = %error::chain(e), "Run could not finish."),
-    }
-}
-
-fn fail(e: &Error) -> Output {
-    log_failure(e);
-    Output {
-        stdout: String::new(),
-        code: e.code(),
-        error: Some(error::chain(e)),
-    }
 }
 
 /// One line of `ciosync check`.
@@ -145,7 +140,7 @@ pub struct CheckResult {
 pub fn check(config: &Config, json: bool) -> Output {
     let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(&e),
+        Err(e) => return Output::failed(e),
     };
     let mut results = vec![CheckResult {
         check: "config",
@@ -169,9 +164,9 @@ pub fn check(config: &Config, json: bool) -> Output {
         runtime.block_on(async {
             if matches!(config.gis.auth, config::GisAuth::OAuth(_)) {
                 // Rotated refresh tokens are persisted in data_dir.
-                state::ensure_data_dir(&config.data_dir)?;
+                data_dir::ensure(&config.data_dir)?;
             }
-            let client = sync::gis_client(config, None)?;
+            let client = credentials::gis_client(config, None)?;
             let id = client.current_person_id().await?;
             Ok(format!("current person {id}"))
         }),
@@ -181,19 +176,13 @@ pub fn check(config: &Config, json: bool) -> Output {
         runtime.block_on(async {
             let client = CioClient::new(&config.customerio, RetryPolicy::default(), None)?;
             let info = client.region().await?;
-            let expected = match config.customerio.region {
-                Region::Us => "us",
-                Region::Eu => "eu",
+            info.verify(&config.customerio, &config.path)?;
+            let region = if info.region.is_empty() {
+                "not reported"
+            } else {
+                info.region.as_str()
             };
-            if config.customerio.track_url.is_none() && info.region != expected {
-                return Err(Error::WrongRegion(format!(
-                    "customer.io says this account is in region `{}` ({}), but customerio.region is `{expected}` in {}",
-                    info.region,
-                    info.url,
-                    config.path.display()
-                )));
-            }
-            Ok(format!("region {}, {}", info.region, client.base_url()))
+            Ok(format!("region {region}, {}", client.base_url()))
         }),
     );
     let stdout = if json {
@@ -214,10 +203,11 @@ pub fn check(config: &Config, json: bool) -> Output {
             })
             .collect()
     };
+    // Each failure is on its own line of stdout already; only the exit code is left.
     Output {
         stdout,
         code: first_error.as_ref().map_or(error::code::OK, Error::code),
-        error: first_error.as_ref().map(|e| error::chain(e)),
+        failure: None,
     }
 }
 
@@ -241,9 +231,9 @@ pub fn status(config: &Config, json: bool) -> Output {
     let data_dir = &config.data_dir;
     let loaded = match state::load(data_dir) {
         Ok(s) => s,
-        Err(e) => return fail(&e.into()),
+        Err(e) => return Output::failed(e.into()),
     };
-    let last_run = std::fs::read(data_dir.join(sync::LAST_RUN_FILE))
+    let last_run = std::fs::read(data_dir.join(LAST_RUN_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Summary>(&bytes).ok());
     let status = Status {
@@ -265,11 +255,7 @@ pub fn status(config: &Config, json: bool) -> Output {
     } else {
         status_text(&status)
     };
-    Output {
-        stdout,
-        code: error::code::OK,
-        error: None,
-    }
+    Output::text(stdout)
 }
 
 fn status_text(s: &Status) -> String {

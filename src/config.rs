@@ -90,6 +90,16 @@ pub enum Region {
     Eu,
 }
 
+impl Region {
+    /// The region as customer.io names it (`us`, `eu`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Region::Us => "us",
+            Region::Eu => "eu",
+        }
+    }
+}
+
 /// `customerio.api`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CioApi {
@@ -238,13 +248,6 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-}
-
-impl From<ConfigError> for crate::error::Error {
-    fn from(err: ConfigError) -> Self {
-        // The chain carries the io error of an unreadable file ("No such file or directory").
-        crate::error::Error::Config(crate::error::chain(&err))
-    }
 }
 
 /// Reads and validates the configuration at `path`.
@@ -1276,7 +1279,8 @@ api_key = "cio-inline-key"
         );
         let top: crate::error::Error = err.into();
         assert_eq!(top.code(), crate::error::code::CONFIG);
-        assert!(top.to_string().contains("No such file"), "{top}");
+        let chain = crate::error::chain(&top);
+        assert!(chain.contains("No such file"), "{chain}");
     }
 
     #[test]

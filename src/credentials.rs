@@ -1,4 +1,6 @@
-//! The GIS OAuth credential store (SPEC 2 "OAuth", SPEC 3 "Auth"): `<data_dir>/gis-oauth.json`.
+//! The GIS credentials (SPEC 2 "OAuth", SPEC 3 "Auth"): the OAuth store
+//! `<data_dir>/gis-oauth.json`, and [`gis_client`], the one way a command gets a GIS
+//! client with its credentials wired in.
 //!
 //! GIS rotates the refresh token on every use, so the one in the configuration is only the
 //! seed: after the first refresh, the rotated token lives here and is used from then on,
@@ -7,7 +9,7 @@
 //! the current access token until it expires, so a run every five minutes does not burn a
 //! refresh each time.
 //!
-//! Invariants: the file is written atomically and 0600 ([`crate::state::write_atomic`]); the
+//! Invariants: the file is written atomically and 0600 ([`crate::data_dir::write_atomic`]); the
 //! caller saves the rotated refresh token *before* using the new access token, so a crash in
 //! between never strands a used-up token; secrets stay [`Secret`] in memory and never appear
 //! in `Debug` output or error messages.
@@ -15,16 +17,18 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
-use crate::config::Secret;
-use crate::state::{write_atomic, StateError};
+use crate::config::{Config, GisAuth, Secret};
+use crate::data_dir::{self, DataDirError, OAUTH_FILE, PRIVATE_FILE_MODE};
+use crate::gis::{GisClient, GisError, TokenStore};
+use crate::http::RetryPolicy;
 
-/// The credential file, in `data_dir`.
-pub const OAUTH_FILE: &str = "gis-oauth.json";
 /// The format of [`OAUTH_FILE`] this build reads and writes.
 pub const OAUTH_VERSION: u32 = 1;
 /// A cached access token this close to its expiry is treated as expired: a run should not
@@ -121,7 +125,7 @@ impl OAuthStore {
     ///
     /// # Errors
     /// As [`load`].
-    pub fn load(&self) -> Result<Option<StoredOAuth>, StateError> {
+    pub fn load(&self) -> Result<Option<StoredOAuth>, DataDirError> {
         load(&self.data_dir)
     }
 
@@ -129,7 +133,7 @@ impl OAuthStore {
     ///
     /// # Errors
     /// As [`save`].
-    pub fn save(&self, stored: &StoredOAuth) -> Result<(), StateError> {
+    pub fn save(&self, stored: &StoredOAuth) -> Result<(), DataDirError> {
         save(&self.data_dir, stored)
     }
 }
@@ -137,22 +141,22 @@ impl OAuthStore {
 /// Reads `<data_dir>/gis-oauth.json`; `Ok(None)` when no refresh has happened yet.
 ///
 /// # Errors
-/// [`StateError`] (exit 74) when the file cannot be read, is corrupt or of another version.
+/// [`DataDirError`] (exit 74) when the file cannot be read, is corrupt or of another version.
 /// The file is left untouched.
-pub fn load(data_dir: &Path) -> Result<Option<StoredOAuth>, StateError> {
+pub fn load(data_dir: &Path) -> Result<Option<StoredOAuth>, DataDirError> {
     let path = oauth_path(data_dir);
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
-            return Err(StateError::Io {
+            return Err(DataDirError::Io {
                 context: format!("cannot read the GIS credential file {}", path.display()),
                 source,
             })
         }
     };
     let invalid = |problem: String| {
-        StateError::Invalid(format!(
+        DataDirError::Invalid(format!(
             "the GIS credential file {} {problem}. It holds the rotated refresh token: \
              restore it from a backup, or bootstrap a new refresh token, set it as \
              `gis.oauth.refresh_token` (or its `_file`) and remove {}",
@@ -195,8 +199,8 @@ pub fn load(data_dir: &Path) -> Result<Option<StoredOAuth>, StateError> {
 /// Writes `<data_dir>/gis-oauth.json` atomically, 0600.
 ///
 /// # Errors
-/// [`StateError::Io`] when the file cannot be written; the previous file stays in place.
-pub fn save(data_dir: &Path, stored: &StoredOAuth) -> Result<(), StateError> {
+/// [`DataDirError::Io`] when the file cannot be written; the previous file stays in place.
+pub fn save(data_dir: &Path, stored: &StoredOAuth) -> Result<(), DataDirError> {
     let path = oauth_path(data_dir);
     let file = OAuthFile {
         version: OAUTH_VERSION,
@@ -210,7 +214,7 @@ pub fn save(data_dir: &Path, stored: &StoredOAuth) -> Result<(), StateError> {
     };
     let mut bytes = serde_json::to_vec_pretty(&file).expect("the credential record is plain data");
     bytes.push(b'\n');
-    write_atomic(&path, &bytes).map_err(|source| StateError::Io {
+    data_dir::write_atomic(&path, &bytes, PRIVATE_FILE_MODE).map_err(|source| DataDirError::Io {
         context: format!("cannot write the GIS credential file {}", path.display()),
         source,
     })
@@ -226,6 +230,57 @@ struct OAuthFile {
     access_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     access_token_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A GIS client for `config`, with OAuth tokens kept in `data_dir` (the static token needs
+/// no store).
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn gis_client(config: &Config, deadline: Option<Instant>) -> Result<GisClient, GisError> {
+    let store: Option<Arc<dyn TokenStore>> = match &config.gis.auth {
+        GisAuth::OAuth(oauth) => Some(Arc::new(DataDirTokenStore {
+            data_dir: config.data_dir.clone(),
+            seed: oauth.refresh_token.clone(),
+        })),
+        GisAuth::Token(_) => None,
+    };
+    GisClient::new(&config.gis, store, RetryPolicy::default(), deadline)
+}
+
+/// OAuth tokens in `data_dir` (SPEC 2): the rotated refresh token wins over the config's
+/// seed until the seed changes.
+struct DataDirTokenStore {
+    data_dir: PathBuf,
+    seed: Secret,
+}
+
+impl TokenStore for DataDirTokenStore {
+    fn load(&self) -> Result<(Secret, Option<Secret>), String> {
+        let stored = load(&self.data_dir).map_err(|e| e.to_string())?;
+        let refresh = current_refresh_token(stored.as_ref(), &self.seed);
+        let cached = stored
+            .as_ref()
+            .and_then(|s| s.usable_access_token(&self.seed, Utc::now()).cloned());
+        Ok((refresh, cached))
+    }
+
+    fn save(
+        &self,
+        refresh: &Secret,
+        access: &Secret,
+        expires_in: Option<u64>,
+    ) -> Result<(), String> {
+        let expires_at = expires_in
+            .and_then(|s| i64::try_from(s).ok())
+            .map(|s| Utc::now() + Duration::seconds(s));
+        let access = expires_at.map(|expires_at| CachedAccessToken {
+            token: access.clone(),
+            expires_at,
+        });
+        let stored = StoredOAuth::after_refresh(&self.seed, refresh.clone(), access);
+        save(&self.data_dir, &stored).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

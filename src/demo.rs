@@ -14,7 +14,8 @@ use tokio::time::Instant;
 use crate::cli::DemoArgs;
 use crate::commands::{self, Output};
 use crate::config::{self, Config};
-use crate::error::{self, Error};
+use crate::data_dir::{self, DataDirError, PRIVATE_FILE_MODE};
+use crate::error::Error;
 use crate::fake::cio::{FakeCio, FakeCioOptions};
 use crate::fake::gis::{FakeGis, FakeGisOptions};
 use crate::summary::Summary;
@@ -32,11 +33,7 @@ pub fn main(args: &DemoArgs, out: &mut dyn Write) -> Output {
     };
     match result {
         Ok(()) => Output::default(),
-        Err(e) => Output {
-            stdout: String::new(),
-            code: e.code(),
-            error: Some(format!("ciosync demo: {}", error::chain(&e))),
-        },
+        Err(e) => Output::failed(e),
     }
 }
 
@@ -45,9 +42,14 @@ fn start_fakes(people: usize) -> Result<(FakeGis, FakeCio), Error> {
         people,
         ..FakeGisOptions::default()
     })
-    .map_err(|e| Error::Unavailable(format!("cannot start the fake GIS: {e}")))?;
-    let cio = FakeCio::start(FakeCioOptions::default())
-        .map_err(|e| Error::Unavailable(format!("cannot start the fake customer.io: {e}")))?;
+    .map_err(|source| Error::Unavailable {
+        context: "cannot start the fake GIS".to_owned(),
+        source,
+    })?;
+    let cio = FakeCio::start(FakeCioOptions::default()).map_err(|source| Error::Unavailable {
+        context: "cannot start the fake customer.io".to_owned(),
+        source,
+    })?;
     Ok((gis, cio))
 }
 
@@ -80,11 +82,14 @@ track_url = "{cio_url}"
 
 fn write_private(path: &Path, text: &str) -> Result<(), Error> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::State(format!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(DataDirError::io(format!(
+            "cannot create {}",
+            parent.display()
+        )))?;
     }
-    crate::state::write_atomic(path, text.as_bytes())
-        .map_err(|e| Error::State(format!("cannot write {}: {e}", path.display())))
+    data_dir::write_atomic(path, text.as_bytes(), PRIVATE_FILE_MODE)
+        .map_err(DataDirError::io(format!("cannot write {}", path.display())))
+        .map_err(Error::from)
 }
 
 fn load(path: &Path) -> Result<Config, Error> {
@@ -112,7 +117,10 @@ fn serve(args: &DemoArgs, out: &mut dyn Write) -> Result<(), Error> {
     let runtime = commands::runtime()?;
     runtime
         .block_on(tokio::signal::ctrl_c())
-        .map_err(|e| Error::Unavailable(format!("cannot wait for Ctrl-C: {e}")))?;
+        .map_err(|source| Error::Unavailable {
+            context: "cannot wait for Ctrl-C".to_owned(),
+            source,
+        })?;
     Ok(())
 }
 

@@ -1,10 +1,18 @@
 //! The one place exit codes are defined (SPEC section 1), and the top-level error type.
 //!
-//! Every failure that ends a run is an [`Error`]; [`Error::exit_code`] maps it to the
-//! documented code. `main.rs` prints the error chain once and exits with that code.
+//! Every failure that ends a command is an [`Error`]. It keeps the error of the layer it
+//! came from as its source (config, data dir, GIS, customer.io), so the exit code and the
+//! run outcome are decided here from what really happened, not from a message. `main.rs`
+//! prints or logs [`chain`] once, at the process edge, and exits with [`Error::code`].
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cio::CioError;
+use crate::config::ConfigError;
+use crate::data_dir::DataDirError;
+use crate::gis::GisError;
+use crate::summary::RunOutcome;
 
 /// Exit codes, exactly as SPEC section 1's table.
 pub mod code {
@@ -26,62 +34,97 @@ pub mod code {
     pub const CONFIG: u8 = 78;
 }
 
-/// Why a run (or `check`) could not do its job.
+/// Why a command could not do its job.
 ///
-/// `Display` texts describe only their own layer; sources are printed by the chain printer.
+/// `Display` texts describe only their own layer; [`chain`] adds the sources.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration file is invalid. The message names the key, the file and the line.
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Another run holds `<data_dir>/ciosync.lock`.
     #[error("another ciosync run holds the lock {}", .0.display())]
     Locked(PathBuf),
     /// The run stopped before its time budget ran out; progress is saved.
-    #[error("the run reached its time budget of {0}; progress is saved and the next run resumes")]
-    TimeBudget(String),
-    /// The state file is unreadable, corrupt, of an unknown version, or the data dir is not writable.
-    #[error("{0}")]
-    State(String),
+    #[error(
+        "the run reached its time budget of {}; progress is saved and the next run resumes",
+        humantime::format_duration(*.0)
+    )]
+    TimeBudget(Duration),
+    /// A file of the data dir is unusable, or the data dir is not writable.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
     /// The state was written for another setup (SPEC 5.2).
     #[error("{0}")]
     SetupMismatch(String),
-    /// A large change was refused (safety.max_event_share / safety.min_people_share).
+    /// A large change was refused (the `safety.max_*_share` / `min_people_share` guards).
     #[error("{0}")]
     LargeChange(String),
-    /// customer.io answered with a redirect: the configured region is wrong.
+    /// customer.io says the account is in another region than the configured one.
     #[error("{0}")]
     WrongRegion(String),
-    /// GIS or customer.io refused the credentials or the permission.
-    #[error("{0}")]
-    Auth(String),
-    /// GIS or customer.io could not be reached or kept failing after retries.
-    #[error("{0}")]
-    Unavailable(String),
+    /// GIS (or its token endpoint) failed; the kind decides the exit code.
+    #[error(transparent)]
+    Gis(#[from] GisError),
+    /// customer.io failed; the kind decides the exit code.
+    #[error(transparent)]
+    Cio(#[from] CioError),
+    /// The process cannot do its job for a local reason (no async runtime, a demo fake that
+    /// cannot start).
+    #[error("{context}")]
+    Unavailable {
+        /// What could not be done.
+        context: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
     /// The process exit status for this error (SPEC section 1).
     pub fn code(&self) -> u8 {
-        match self {
-            Error::Config(_)
-            | Error::SetupMismatch(_)
-            | Error::LargeChange(_)
-            | Error::WrongRegion(_) => code::CONFIG,
-            Error::Locked(_) | Error::TimeBudget(_) => code::TEMPFAIL,
-            Error::State(_) => code::IO,
-            Error::Auth(_) => code::NOPERM,
-            Error::Unavailable(_) => code::UNAVAILABLE,
+        match self.outcome() {
+            RunOutcome::ConfigError | RunOutcome::LargeChangeRefused => code::CONFIG,
+            RunOutcome::Locked | RunOutcome::TimeBudget => code::TEMPFAIL,
+            RunOutcome::StateError => code::IO,
+            RunOutcome::AuthError => code::NOPERM,
+            RunOutcome::Unavailable => code::UNAVAILABLE,
+            RunOutcome::Ok | RunOutcome::Partial | RunOutcome::DryRun => {
+                unreachable!("an error never has a success outcome")
+            }
         }
     }
 
-    /// [`Error::code`] as a process exit status.
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(self.code())
+    /// The outcome a run that stopped with this error reports (summary, metrics).
+    pub fn outcome(&self) -> RunOutcome {
+        match self {
+            Error::Config(_) | Error::SetupMismatch(_) | Error::WrongRegion(_) => {
+                RunOutcome::ConfigError
+            }
+            Error::LargeChange(_) => RunOutcome::LargeChangeRefused,
+            Error::Locked(_) => RunOutcome::Locked,
+            Error::TimeBudget(_) => RunOutcome::TimeBudget,
+            Error::DataDir(_) => RunOutcome::StateError,
+            Error::Gis(e) => match e {
+                GisError::Auth(_) => RunOutcome::AuthError,
+                GisError::Unavailable(_) => RunOutcome::Unavailable,
+                GisError::Deadline(_) => RunOutcome::TimeBudget,
+                GisError::Persist(_) => RunOutcome::StateError,
+            },
+            Error::Cio(e) => match e {
+                CioError::Auth(_) => RunOutcome::AuthError,
+                CioError::WrongRegion(_) => RunOutcome::ConfigError,
+                CioError::Unavailable(_) => RunOutcome::Unavailable,
+                CioError::Deadline(_) => RunOutcome::TimeBudget,
+            },
+            Error::Unavailable { .. } => RunOutcome::Unavailable,
+        }
     }
 }
 
-/// The error and its sources, joined with `: `, for printing once at the process edge.
+/// The error and its sources, joined with `: `, for printing once at the process edge. A
+/// source whose text the chain already holds is not repeated.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
@@ -94,4 +137,107 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_its_documented_code_and_outcome() {
+        let io = || std::io::Error::other("boom");
+        let cases: Vec<(Error, u8, RunOutcome)> = vec![
+            (
+                ConfigError::Invalid {
+                    location: "c.toml:3".into(),
+                    message: "bad".into(),
+                }
+                .into(),
+                78,
+                RunOutcome::ConfigError,
+            ),
+            (Error::Locked("l".into()), 75, RunOutcome::Locked),
+            (
+                Error::TimeBudget(Duration::from_secs(240)),
+                75,
+                RunOutcome::TimeBudget,
+            ),
+            (
+                DataDirError::Invalid("x".into()).into(),
+                74,
+                RunOutcome::StateError,
+            ),
+            (
+                Error::SetupMismatch("x".into()),
+                78,
+                RunOutcome::ConfigError,
+            ),
+            (
+                Error::LargeChange("x".into()),
+                78,
+                RunOutcome::LargeChangeRefused,
+            ),
+            (Error::WrongRegion("x".into()), 78, RunOutcome::ConfigError),
+            (GisError::Auth("x".into()).into(), 77, RunOutcome::AuthError),
+            (
+                GisError::Unavailable("x".into()).into(),
+                69,
+                RunOutcome::Unavailable,
+            ),
+            (
+                GisError::Deadline("x".into()).into(),
+                75,
+                RunOutcome::TimeBudget,
+            ),
+            (
+                GisError::Persist("x".into()).into(),
+                74,
+                RunOutcome::StateError,
+            ),
+            (CioError::Auth("x".into()).into(), 77, RunOutcome::AuthError),
+            (
+                CioError::WrongRegion("x".into()).into(),
+                78,
+                RunOutcome::ConfigError,
+            ),
+            (
+                CioError::Unavailable("x".into()).into(),
+                69,
+                RunOutcome::Unavailable,
+            ),
+            (
+                CioError::Deadline("x".into()).into(),
+                75,
+                RunOutcome::TimeBudget,
+            ),
+            (
+                Error::Unavailable {
+                    context: "no runtime".into(),
+                    source: io(),
+                },
+                69,
+                RunOutcome::Unavailable,
+            ),
+        ];
+        for (error, code, outcome) in cases {
+            assert_eq!((error.code(), error.outcome()), (code, outcome), "{error}");
+        }
+    }
+
+    #[test]
+    fn chain_adds_each_source_once() {
+        let e = Error::from(DataDirError::Io {
+            context: "cannot write the state file /d/state.json".into(),
+            source: std::io::Error::other("No space left on device"),
+        });
+        assert_eq!(
+            chain(&e),
+            "cannot write the state file /d/state.json: No space left on device"
+        );
+        let budget = Error::TimeBudget(Duration::from_secs(240));
+        assert_eq!(
+            chain(&budget),
+            "the run reached its time budget of 4m; progress is saved and the next run resumes"
+        );
+    }
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod data_dir;
 #[cfg(feature = "fake")]
 pub mod demo;
 pub mod error;

@@ -13,8 +13,8 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// The lock file, in `data_dir`.
-pub const LOCK_FILE: &str = "ciosync.lock";
+use crate::data_dir::{DataDirError, LOCK_FILE};
+use crate::error::Error;
 
 /// `<data_dir>/ciosync.lock`.
 pub fn lock_path(data_dir: &Path) -> PathBuf {
@@ -42,6 +42,21 @@ impl Drop for DataDirLock {
         // Closing the file releases the lock too; unlocking first makes the release
         // independent of any descriptor a child process might have inherited.
         let _ = fs2::FileExt::unlock(&self.file);
+    }
+}
+
+/// Takes the run lock for a command: [`Error::Locked`] (exit 75) when another run holds it.
+///
+/// # Errors
+/// Held by another run (75), or the lock file cannot be created or locked (74).
+pub fn acquire(data_dir: &Path) -> Result<DataDirLock, Error> {
+    match try_acquire(data_dir) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(Error::Locked(lock_path(data_dir))),
+        Err(source) => Err(Error::DataDir(DataDirError::Io {
+            context: format!("cannot lock {}", lock_path(data_dir).display()),
+            source,
+        })),
     }
 }
 

@@ -12,8 +12,9 @@ use ciosync::commands::{self, Output};
 use ciosync::config;
 #[cfg(feature = "fake")]
 use ciosync::config::LogFormat;
-use ciosync::error::Error;
+use ciosync::error::{self, Error};
 use ciosync::logging;
+use ciosync::summary::RunOutcome;
 
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
@@ -37,25 +38,16 @@ fn main() -> ExitCode {
         }
         Command::Man => {
             let mut page = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
-                Ok(()) => text_output(page),
-                Err(e) => Output {
-                    stdout: String::new(),
-                    code: 1,
-                    error: Some(format!("ciosync: cannot render the man page: {e}")),
-                },
-            }
+            // Rendering into memory cannot fail but for an out-of-memory abort.
+            let _ = clap_mangen::Man::new(Cli::command()).render(&mut page);
+            text_output(page)
         }
     };
     finish(output)
 }
 
 fn text_output(bytes: Vec<u8>) -> Output {
-    Output {
-        stdout: String::from_utf8_lossy(&bytes).into_owned(),
-        code: 0,
-        error: None,
-    }
+    Output::text(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(feature = "fake")]
@@ -67,18 +59,16 @@ fn demo(args: &ciosync::cli::DemoArgs) -> Output {
 
 #[cfg(not(feature = "fake"))]
 fn demo(_args: &ciosync::cli::DemoArgs) -> Output {
+    eprintln!("ciosync: this build has no built-in fakes (built without the `fake` feature)");
     Output {
-        stdout: String::new(),
         code: ciosync::error::code::USAGE,
-        error: Some(
-            "ciosync: this build has no built-in fakes (built without the `fake` feature)"
-                .to_owned(),
-        ),
+        ..Output::default()
     }
 }
 
-/// Loads the config (a bad one is exit 78, printed on stderr), sets up logging from it,
-/// logs its warnings, then runs `command`.
+/// Loads the config (a bad one is exit 78, printed on stderr: logging is not up yet), sets
+/// up logging from it, logs its warnings, runs `command`, and reports its failure through
+/// the logs.
 fn with_config(
     arg: &ConfigArg,
     verbose: u8,
@@ -89,10 +79,10 @@ fn with_config(
         Ok(loaded) => loaded,
         Err(e) => {
             let e = Error::from(e);
+            eprintln!("ciosync: {}", error::chain(&e));
             return Output {
-                stdout: String::new(),
                 code: e.code(),
-                error: Some(format!("ciosync: {e}")),
+                ..Output::default()
             };
         }
     };
@@ -103,9 +93,24 @@ fn with_config(
         tracing::warn!("{warning}");
     }
     let mut output = command(&cfg);
-    // Errors after logging is up were logged already; only config errors print here.
-    output.error = None;
+    if let Some(failure) = output.failure.take() {
+        report(&failure);
+    }
     output
+}
+
+/// Reports the error that ended a command, once, at the level its kind deserves: a run
+/// that found the lock held did nothing wrong (info, no cron mail); a time-budget stop is
+/// worth a look (warn); anything else could not finish (error).
+fn report(failure: &Error) {
+    let chain = error::chain(failure);
+    match failure.outcome() {
+        RunOutcome::Locked => tracing::info!(error = %chain, "Skipping this run."),
+        RunOutcome::TimeBudget => {
+            tracing::warn!(error = %chain, "Run stopped early; the next run resumes.")
+        }
+        _ => tracing::error!(error = %chain, "Run could not finish."),
+    }
 }
 
 fn finish(output: Output) -> ExitCode {
@@ -115,8 +120,9 @@ fn finish(output: Output) -> ExitCode {
         let _ = stdout.write_all(output.stdout.as_bytes());
         let _ = stdout.flush();
     }
-    if let Some(error) = output.error {
-        eprintln!("{error}");
+    if let Some(failure) = &output.failure {
+        // A command that fails before logging is up (the demo) prints its error here.
+        eprintln!("ciosync: {}", error::chain(failure));
     }
     ExitCode::from(output.code)
 }

@@ -10,13 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
-use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::data_dir;
 use crate::summary::Summary;
 
 /// How long one ping may take: a monitoring service that hangs must not eat the run's time
@@ -69,7 +69,7 @@ pub fn render_textfile(summary: &Summary) -> String {
         "ciosync_last_run_outcome",
         "The last run's outcome (ok, partial, dry_run, or the error class that stopped it), \
          as a label; the value is always 1.",
-        &[(&[("outcome", summary.outcome.as_str())], 1.0)],
+        &[(&[("outcome", summary.outcome.name())], 1.0)],
     );
     out.gauge(
         "ciosync_last_run_dry_run",
@@ -172,72 +172,14 @@ pub fn render_textfile(summary: &Summary) -> String {
     out.text
 }
 
-/// Writes [`render_textfile`] to `path` atomically (a temp file in the same directory, then
-/// a rename), mode 0644, so node_exporter never reads a half-written file. The temp file's
-/// name does not end in `.prom`, so the collector ignores it. The directory must exist.
+/// Writes [`render_textfile`] to `path` atomically ([`data_dir::write_atomic`]), mode 0644,
+/// so node_exporter never reads a half-written file. The temp file's name does not end in
+/// `.prom`, so the collector ignores it. The directory must exist.
 ///
 /// # Errors
 /// Any I/O error creating, writing or renaming the file; the temp file is removed then.
 pub fn write_textfile(path: &Path, summary: &Summary) -> io::Result<()> {
-    let file_name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("textfile path {} has no file name", path.display()),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = write_then_rename(&temp, path, render_textfile(summary).as_bytes());
-    if result.is_err() {
-        // Best effort: a leftover temp file is harmless to the collector but untidy.
-        let _ = fs::remove_file(&temp);
-    } else if let Ok(dir) = fs::File::open(&dir) {
-        // Makes the rename durable; a failure here loses at most this one textfile.
-        let _ = dir.sync_all();
-    }
-    result
-}
-
-fn write_then_rename(temp: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
-    // create_new (O_EXCL) never follows a symlink someone planted in a shared textfile
-    // directory; a leftover from a crashed run with the same pid is removed first.
-    let create = || {
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(temp)
-    };
-    let mut file = match create() {
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-            fs::remove_file(temp)?;
-            create()?
-        }
-        other => other?,
-    };
-    set_mode(&file)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(temp, path)
-}
-
-/// Sets the mode explicitly: a create mode would be masked by the service's `UMask=0077`.
-#[cfg(unix)]
-fn set_mode(file: &fs::File) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    file.set_permissions(fs::Permissions::from_mode(TEXTFILE_MODE))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_file: &fs::File) -> io::Result<()> {
-    Ok(())
+    data_dir::write_atomic(path, render_textfile(summary).as_bytes(), TEXTFILE_MODE)
 }
 
 /// The client for pings: short timeouts so a hung monitoring service costs the run at most
@@ -386,9 +328,10 @@ fn format_value(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::Rejection;
+    use crate::summary::{Rejection, RunOutcome};
     use chrono::TimeZone;
     use std::collections::BTreeSet;
+    use std::fs;
 
     /// One parsed sample line.
     #[derive(Debug, PartialEq)]
@@ -503,7 +446,7 @@ mod tests {
         let mut summary = Summary {
             started_at: Some(start),
             ended_at: Some(start + chrono::Duration::milliseconds(83_250)),
-            outcome: "partial".into(),
+            outcome: RunOutcome::Partial,
             exit_code: 1,
             people_seen: 120,
             applications_seen: 340,
@@ -606,7 +549,7 @@ mod tests {
     #[test]
     fn a_run_without_times_omits_them_and_success_follows_the_exit_code() {
         let summary = Summary {
-            outcome: "ok".into(),
+            outcome: RunOutcome::Ok,
             exit_code: 0,
             ..Summary::default()
         };
@@ -656,25 +599,6 @@ mod tests {
             let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
             assert_eq!(mode, 0o644);
         }
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn a_stale_temp_file_or_planted_symlink_is_replaced_not_followed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("ciosync.prom");
-        let victim = dir.path().join("victim");
-        fs::write(&victim, "precious").expect("victim");
-        let temp = dir
-            .path()
-            .join(format!(".ciosync.prom.{}.tmp", std::process::id()));
-        std::os::unix::fs::symlink(&victim, &temp).expect("plant symlink");
-        write_textfile(&path, &Summary::default()).expect("writes");
-        assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious");
-        assert_eq!(
-            fs::read_to_string(&path).expect("textfile"),
-            render_textfile(&Summary::default())
-        );
     }
 
     #[test]

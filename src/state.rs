@@ -1,10 +1,11 @@
 //! On-disk sync state (SPEC 5.2, 5.3): what customer.io has confirmed, per person and per
-//! application, plus watermarks, the pending list and the setup fingerprint; and the files
-//! beside it in `data_dir` (the HMAC key, the atomic-write helper other modules reuse).
+//! application, plus watermarks, the pending list and the setup fingerprint; the HMAC key
+//! beside it; and the one way a confirmed write reaches the state
+//! ([`State::confirm_identify`], [`State::confirm_event`]).
 //!
 //! Invariants:
 //! - read and written only while `lock::DataDirLock` is held;
-//! - every write is atomic ([`write_atomic`]): a crash leaves the old or the new file, never
+//! - every write is atomic ([`crate::data_dir::AtomicWrite`]): a crash leaves the old or the new file, never
 //!   a torn one, and `state.json` never disappears, even for an instant, while the previous
 //!   generation moves to `state.json.bak`;
 //! - a missing, corrupt, truncated or unknown-version state (or a missing key next to an
@@ -19,9 +20,8 @@
 //! 50,000-person, 150,000-application state is about 12 MB.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,6 +31,10 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::data_dir::{
+    self, AtomicWrite, DataDirError, BACKUP_FILE, KEY_FILE, LAST_RUN_FILE, PRIVATE_FILE_MODE,
+    STATE_FILE,
+};
 use crate::model::{ApplicationId, EventKind, PersonId, Side, Step, ATTRIBUTES};
 
 /// A keyed fingerprint of one attribute value (truncated HMAC-SHA-256). `0` is reserved for
@@ -87,51 +91,33 @@ pub struct State {
     pub run_in_progress: Option<DateTime<Utc>>,
 }
 
+impl State {
+    /// Records an identify customer.io confirmed: the person's confirmed state becomes
+    /// `after` (the plan computed it). The one way a confirmed identify reaches the state.
+    pub fn confirm_identify(&mut self, person_id: PersonId, after: &PersonState) {
+        self.people.insert(person_id, after.clone());
+    }
+
+    /// Records an event customer.io confirmed: the application's state becomes `after`.
+    /// Events of one application must be confirmed in plan order. The one way a confirmed
+    /// event reaches the state.
+    pub fn confirm_event(&mut self, application_id: ApplicationId, after: &ApplicationState) {
+        self.applications.insert(application_id, after.clone());
+    }
+
+    /// Marks the run that started at `started` as completed (SPEC 5.4): the watermark
+    /// advances to its start, and so does the last full read if it read everything.
+    pub fn complete_run(&mut self, started: DateTime<Utc>, full_read: bool) {
+        self.run_in_progress = None;
+        self.watermark = Some(started);
+        if full_read {
+            self.last_full_read = Some(started);
+        }
+    }
+}
+
 /// The state format this build reads and writes.
 pub const STATE_VERSION: u32 = 1;
-/// The state file, in `data_dir`.
-pub const STATE_FILE: &str = "state.json";
-/// The previous generation of [`STATE_FILE`].
-pub const BACKUP_FILE: &str = "state.json.bak";
-/// The HMAC key of the attribute fingerprints, in `data_dir`.
-pub const KEY_FILE: &str = "state.key";
-
-/// Mode of every file ciosync writes in `data_dir`.
-const FILE_MODE: u32 = 0o600;
-/// Mode of `data_dir` when ciosync creates it.
-const DIR_MODE: u32 = 0o700;
-
-/// Why the state (or another file in `data_dir`) cannot be used: exit 74.
-///
-/// The message says what is wrong and what the operator can do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The file exists but cannot be used (corrupt, truncated, empty, unknown version,
-    /// inconsistent with its neighbours). Nothing was modified.
-    #[error("{0}")]
-    Invalid(String),
-    /// Reading or writing failed at the OS level.
-    #[error("{context}")]
-    Io {
-        /// What was being done, naming the file.
-        context: String,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl StateError {
-    fn io(context: String) -> impl FnOnce(io::Error) -> StateError {
-        move |source| StateError::Io { context, source }
-    }
-}
-
-impl From<StateError> for crate::error::Error {
-    fn from(err: StateError) -> Self {
-        crate::error::Error::State(crate::error::chain(&err))
-    }
-}
 
 /// `<data_dir>/state.json`.
 pub fn state_path(data_dir: &Path) -> PathBuf {
@@ -143,168 +129,22 @@ pub fn backup_path(data_dir: &Path) -> PathBuf {
     data_dir.join(BACKUP_FILE)
 }
 
-/// Creates `dir` (0700, with its parents) if missing and proves it is writable.
-///
-/// An existing directory keeps its mode: the operator may have chosen it.
-///
-/// # Errors
-/// [`StateError::Io`] when the directory cannot be created or a file cannot be created in it.
-pub fn ensure_data_dir(dir: &Path) -> Result<(), StateError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(StateError::io(format!(
-            "cannot create the data dir {}",
-            dir.display()
-        )))?;
-    let probe = dir.join(format!(".ciosync-write-test.{}", std::process::id()));
-    let created = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(&probe);
-    match created {
-        Ok(file) => {
-            drop(file);
-            fs::remove_file(&probe).map_err(StateError::io(format!(
-                "the data dir {} is not writable (cannot remove {})",
-                dir.display(),
-                probe.display()
-            )))
-        }
-        Err(source) => Err(StateError::Io {
-            context: format!(
-                "the data dir {} is not writable; ciosync keeps its state, lock and \
-                 credentials there: check its owner and mode",
-                dir.display()
-            ),
-            source,
-        }),
-    }
-}
-
-/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename
-/// over `path`, fsync the directory. The file is 0600 whatever the umask.
-///
-/// # Errors
-/// Any I/O error; the temp file is removed and `path` is left as it was.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    replace_atomically(path, bytes, None, &mut write_all)
-}
-
-/// How the bytes of a new file reach it: `write_all`, except where a test injects a failing
-/// writer (a disk that fills up half-way) through [`save_with`].
-type Writer<'a> = &'a mut dyn FnMut(&mut File, &[u8]) -> io::Result<()>;
-
-fn write_all(file: &mut File, bytes: &[u8]) -> io::Result<()> {
-    file.write_all(bytes)
-}
-
-/// [`write_atomic`], and when `backup` is given and `path` exists, the old `path` becomes
-/// `backup` first. `path` never goes missing: the old file is hard-linked to a temp name
-/// that is renamed over `backup`, then the new file is renamed over `path`.
-fn replace_atomically(
-    path: &Path,
-    bytes: &[u8],
-    backup: Option<&Path>,
-    write: Writer<'_>,
-) -> io::Result<()> {
-    let dir = parent_dir(path);
-    let temp = temp_name(path);
-    let written = write_new_file(&temp, bytes, write);
-    if let Err(err) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(err);
-    }
-    if let Some(backup) = backup {
-        if let Err(err) = keep_previous_generation(path, backup) {
-            let _ = fs::remove_file(&temp);
-            return Err(err);
-        }
-    }
-    if let Err(err) = fs::rename(&temp, path) {
-        let _ = fs::remove_file(&temp);
-        return Err(err);
-    }
-    sync_dir(dir)
-}
-
-/// Creates `temp` (0600) holding `bytes` (written by `write`), flushed to disk.
-fn write_new_file(temp: &Path, bytes: &[u8], write: Writer<'_>) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(temp)?;
-    // The open mode is filtered by the umask; set it explicitly so it is exactly 0600.
-    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
-    write(&mut file, bytes)?;
-    file.sync_all()
-}
-
-/// Makes the current `path` the new `backup` without a moment where `path` is missing.
-fn keep_previous_generation(path: &Path, backup: &Path) -> io::Result<()> {
-    let link = temp_name(backup);
-    match fs::hard_link(path, &link) {
-        Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        // Some file systems have no hard links: a copy is as good, if slower.
-        Err(_) => {
-            let bytes = match fs::read(path) {
-                Ok(bytes) => bytes,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(err) => return Err(err),
-            };
-            if let Err(err) = write_new_file(&link, &bytes, &mut write_all) {
-                let _ = fs::remove_file(&link);
-                return Err(err);
-            }
-        }
-    }
-    fs::rename(&link, backup).inspect_err(|_| {
-        let _ = fs::remove_file(&link);
-    })
-}
-
-/// A fresh name beside `path` for a temp file (`.state.json.tmp.<pid>.<random>`).
-fn temp_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let nonce: u32 = rand::random();
-    parent_dir(path).join(format!(".{name}.tmp.{}.{nonce:08x}", std::process::id()))
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
-}
-
-/// Flushes a directory's entries (renames) to disk.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Reads the state of `data_dir`.
 ///
 /// `Ok(None)` only on a first run: neither `state.json` nor `state.json.bak` exists.
 ///
 /// # Errors
-/// [`StateError`] when `state.json` is missing but `state.json.bak` exists, when it cannot be
+/// [`DataDirError`] when `state.json` is missing but `state.json.bak` exists, when it cannot be
 /// read, or is empty, truncated, corrupt or of another version. The message says how to
 /// restore. No file is modified.
-pub fn load(data_dir: &Path) -> Result<Option<State>, StateError> {
+pub fn load(data_dir: &Path) -> Result<Option<State>, DataDirError> {
     let path = state_path(data_dir);
     let backup = backup_path(data_dir);
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             if backup.exists() {
-                return Err(StateError::Invalid(format!(
+                return Err(DataDirError::Invalid(format!(
                     "{} is missing but {} exists, so this is not a first run; starting from an \
                      empty state would re-send every event. {}",
                     path.display(),
@@ -315,14 +155,14 @@ pub fn load(data_dir: &Path) -> Result<Option<State>, StateError> {
             return Ok(None);
         }
         Err(source) => {
-            return Err(StateError::Io {
+            return Err(DataDirError::Io {
                 context: format!("cannot read the state file {}", path.display()),
                 source,
             })
         }
     };
     decode(&bytes).map(Some).map_err(|problem| {
-        StateError::Invalid(format!(
+        DataDirError::Invalid(format!(
             "the state file {} {problem}; ciosync will not start from an empty state, which \
              would re-send every event. {}",
             path.display(),
@@ -370,9 +210,9 @@ fn restore_hint(data_dir: &Path) -> String {
 /// `state.json.bak`.
 ///
 /// # Errors
-/// [`StateError::Io`] when the file cannot be written; the previous file stays in place.
-pub fn save(data_dir: &Path, state: &State) -> Result<(), StateError> {
-    save_with(data_dir, state, &mut write_all)
+/// [`DataDirError::Io`] when the file cannot be written; the previous file stays in place.
+pub fn save(data_dir: &Path, state: &State) -> Result<(), DataDirError> {
+    save_with(data_dir, state, &mut data_dir::write_all)
 }
 
 /// [`save`], with the new file's bytes written by `write` instead of `write_all`: the test
@@ -385,40 +225,22 @@ pub fn save_with(
     data_dir: &Path,
     state: &State,
     write: &mut dyn FnMut(&mut File, &[u8]) -> io::Result<()>,
-) -> Result<(), StateError> {
+) -> Result<(), DataDirError> {
     let path = state_path(data_dir);
     let bytes = encode(state);
-    remove_stale_temp_files(data_dir);
-    replace_atomically(&path, &bytes, Some(&backup_path(data_dir)), write).map_err(StateError::io(
-        format!("cannot write the state file {}", path.display()),
-    ))
-}
-
-/// Removes the temp files of `state.json` and `state.json.bak` that a killed process left
-/// mid-save. Saves happen only under the data dir lock, so any such file is stale; without
-/// this, every crash during a save would leave a state-sized file behind for good. Best
-/// effort: a file that cannot be removed is left for the next save.
-fn remove_stale_temp_files(data_dir: &Path) {
-    let Ok(entries) = fs::read_dir(data_dir) else {
-        return;
-    };
-    // Also the run summary's, written under the same lock; not the OAuth store's, which
-    // `ciosync check` may write without the lock.
-    let prefixes = [
-        format!(".{STATE_FILE}.tmp."),
-        format!(".{BACKUP_FILE}.tmp."),
-        ".last_run.json.tmp.".to_owned(),
-    ];
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if prefixes
-            .iter()
-            .any(|prefix| name.starts_with(prefix.as_str()))
-        {
-            let _ = fs::remove_file(entry.path());
-        }
+    // Saves happen under the run lock, so temp files of these are stale; the run summary is
+    // written under the same lock.
+    data_dir::remove_stale_temp_files(data_dir, &[STATE_FILE, BACKUP_FILE, LAST_RUN_FILE]);
+    AtomicWrite {
+        path: &path,
+        mode: PRIVATE_FILE_MODE,
+        backup: Some(&backup_path(data_dir)),
     }
+    .write_with(&bytes, write)
+    .map_err(DataDirError::io(format!(
+        "cannot write the state file {}",
+        path.display()
+    )))
 }
 
 /// The state as the bytes of `state.json`.
@@ -617,15 +439,15 @@ fn decode_application(record: ApplicationRecord) -> Result<ApplicationState, Str
 /// Reads `<data_dir>/state.key`, or creates it (32 random bytes, hex, 0600) on a first run.
 ///
 /// # Errors
-/// [`StateError`] when the key is malformed or unreadable, or missing while `state.json` (or
+/// [`DataDirError`] when the key is malformed or unreadable, or missing while `state.json` (or
 /// its `.bak`) exists: a new key would change every fingerprint and re-send every profile.
-pub fn load_or_create_key(data_dir: &Path) -> Result<[u8; 32], StateError> {
+pub fn load_or_create_key(data_dir: &Path) -> Result<[u8; 32], DataDirError> {
     let path = data_dir.join(KEY_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => {
             let mut key = [0u8; 32];
             hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
-                StateError::Invalid(format!(
+                DataDirError::Invalid(format!(
                     "the fingerprint key {} is malformed (expected 64 hex digits); restore it \
                      from a backup, or start over by removing it together with {} and {}",
                     path.display(),
@@ -637,7 +459,7 @@ pub fn load_or_create_key(data_dir: &Path) -> Result<[u8; 32], StateError> {
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             if state_path(data_dir).exists() || backup_path(data_dir).exists() {
-                return Err(StateError::Invalid(format!(
+                return Err(DataDirError::Invalid(format!(
                     "the fingerprint key {} is missing but a state exists in {}; a new key \
                      would make every fingerprint differ and re-send every profile. Restore \
                      the key from a backup, or start over by removing {} and {}",
@@ -651,13 +473,15 @@ pub fn load_or_create_key(data_dir: &Path) -> Result<[u8; 32], StateError> {
             rand::rngs::OsRng.fill_bytes(&mut key);
             let mut text = hex::encode(key);
             text.push('\n');
-            write_atomic(&path, text.as_bytes()).map_err(StateError::io(format!(
-                "cannot write the fingerprint key {}",
-                path.display()
-            )))?;
+            data_dir::write_atomic(&path, text.as_bytes(), PRIVATE_FILE_MODE).map_err(
+                DataDirError::io(format!(
+                    "cannot write the fingerprint key {}",
+                    path.display()
+                )),
+            )?;
             Ok(key)
         }
-        Err(source) => Err(StateError::Io {
+        Err(source) => Err(DataDirError::Io {
             context: format!("cannot read the fingerprint key {}", path.display()),
             source,
         }),
@@ -692,6 +516,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use proptest::prelude::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn sample_state() -> State {
         let mut state = State {
@@ -842,14 +667,14 @@ mod tests {
     fn files_are_0600_whatever_the_umask_and_dir_0700() {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("nested/data");
-        ensure_data_dir(&data_dir).expect("create data dir");
+        data_dir::ensure(&data_dir).expect("create data dir");
         assert_eq!(mode(&data_dir), 0o700);
         // Pre-existing group-readable file: its replacement must still be 0600.
         fs::write(state_path(&data_dir), b"old").expect("write");
         fs::set_permissions(state_path(&data_dir), fs::Permissions::from_mode(0o644))
             .expect("chmod");
         let path = data_dir.join("other.json");
-        write_atomic(&path, b"{}").expect("write");
+        data_dir::write_atomic(&path, b"{}", PRIVATE_FILE_MODE).expect("write");
         assert_eq!(mode(&path), 0o600);
         save(&data_dir, &sample_state()).expect("save");
         assert_eq!(mode(&state_path(&data_dir)), 0o600);
@@ -989,11 +814,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("a-file");
         fs::write(&file, b"x").expect("write");
-        let err = ensure_data_dir(&file.join("data")).expect_err("cannot create under a file");
+        let err = data_dir::ensure(&file.join("data")).expect_err("cannot create under a file");
         let top: crate::error::Error = err.into();
         assert_eq!(top.code(), crate::error::code::IO);
         assert!(top.to_string().contains("a-file/data"), "{top}");
-        let err = ensure_data_dir(&file).expect_err("a file is not a dir");
+        let err = data_dir::ensure(&file).expect_err("a file is not a dir");
         assert!(err.to_string().contains("a-file"), "{err}");
     }
 
@@ -1163,7 +988,7 @@ mod tests {
             return;
         };
         let data_dir = PathBuf::from(data_dir);
-        ensure_data_dir(&data_dir).expect("data dir");
+        data_dir::ensure(&data_dir).expect("data dir");
         load_or_create_key(&data_dir).expect("key");
         save(&data_dir, &sample_state()).expect("first save");
         save(&data_dir, &State::default()).expect("second save");

@@ -7,6 +7,58 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// How a run ended: `ok`, `partial`, `dry_run`, or the class of error that stopped it. The
+/// names are part of `last_run.json` and the Prometheus textfile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Completed; nothing rejected. Also what a summary that records no run says.
+    #[default]
+    Ok,
+    /// Completed, but customer.io rejected some records (exit 1).
+    Partial,
+    /// A dry run completed.
+    DryRun,
+    /// A configuration problem: invalid file, wrong region, setup mismatch.
+    ConfigError,
+    /// A large-change guard refused the run.
+    LargeChangeRefused,
+    /// Another run held the lock.
+    Locked,
+    /// The run reached its time budget; progress is saved.
+    TimeBudget,
+    /// A file of the data dir is unusable.
+    StateError,
+    /// GIS or customer.io refused the credentials.
+    AuthError,
+    /// GIS or customer.io kept failing.
+    Unavailable,
+}
+
+impl RunOutcome {
+    /// The name as written in `last_run.json` and the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::Partial => "partial",
+            RunOutcome::DryRun => "dry_run",
+            RunOutcome::ConfigError => "config_error",
+            RunOutcome::LargeChangeRefused => "large_change_refused",
+            RunOutcome::Locked => "locked",
+            RunOutcome::TimeBudget => "time_budget",
+            RunOutcome::StateError => "state_error",
+            RunOutcome::AuthError => "auth_error",
+            RunOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A record customer.io refused for good in this run; retried next run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
@@ -22,8 +74,7 @@ pub struct Rejection {
 pub struct Summary {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
-    /// `ok`, `partial`, `dry_run`, or the error class that stopped the run.
-    pub outcome: String,
+    pub outcome: RunOutcome,
     pub exit_code: u8,
     /// What stopped the run early, if anything.
     pub error: Option<String>,
@@ -187,9 +238,31 @@ mod tests {
     }
 
     #[test]
+    fn outcome_names_are_the_serialized_names() {
+        let all = [
+            RunOutcome::Ok,
+            RunOutcome::Partial,
+            RunOutcome::DryRun,
+            RunOutcome::ConfigError,
+            RunOutcome::LargeChangeRefused,
+            RunOutcome::Locked,
+            RunOutcome::TimeBudget,
+            RunOutcome::StateError,
+            RunOutcome::AuthError,
+            RunOutcome::Unavailable,
+        ];
+        for outcome in all {
+            let json = serde_json::to_value(outcome).expect("serializes");
+            assert_eq!(json, serde_json::Value::from(outcome.name()));
+            let back: RunOutcome = serde_json::from_value(json).expect("parses");
+            assert_eq!(back, outcome);
+        }
+    }
+
+    #[test]
     fn json_round_trip_and_text_mentions_rejections() {
         let mut s = Summary {
-            outcome: "partial".into(),
+            outcome: RunOutcome::Partial,
             exit_code: 1,
             ..Summary::default()
         };

@@ -174,7 +174,7 @@ fn the_textfile_on_disk_is_valid_exposition_text() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("ciosync.prom");
     let mut summary = Summary {
-        outcome: "ok".into(),
+        outcome: ciosync::summary::RunOutcome::Ok,
         exit_code: 0,
         people_seen: 3,
         gis_requests: 2,

@@ -4,6 +4,7 @@
 //!
 //! Knows nothing about GIS, state or planning.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::config::{CioConfig, Secret};
+use crate::error::Error;
 use crate::http::{self, Counters, Failure, RateLimiter, Reply, RetryPolicy};
 
 /// What became of one write.
@@ -40,23 +42,35 @@ pub enum CioError {
     Deadline(String),
 }
 
-impl From<CioError> for crate::error::Error {
-    fn from(e: CioError) -> Self {
-        use crate::error::Error;
-        match e {
-            CioError::Auth(_) => Error::Auth(e.to_string()),
-            CioError::WrongRegion(_) => Error::WrongRegion(e.to_string()),
-            CioError::Unavailable(_) => Error::Unavailable(e.to_string()),
-            CioError::Deadline(_) => Error::TimeBudget(e.to_string()),
-        }
-    }
-}
-
 /// What `GET /api/v1/accounts/region` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegionInfo {
     pub region: String,
     pub url: String,
+}
+
+impl RegionInfo {
+    /// The one region check of `run` and `check` (SPEC 4): the account's region must be the
+    /// configured one. With `track_url` set the region is only reported, and an account that
+    /// reports no region cannot be shown to be elsewhere.
+    ///
+    /// # Errors
+    /// [`Error::WrongRegion`] (exit 78) naming both regions and the config file.
+    pub fn verify(&self, config: &CioConfig, config_path: &Path) -> Result<(), Error> {
+        if config.track_url.is_some() || self.region.is_empty() {
+            return Ok(());
+        }
+        let expected = config.region.name();
+        if self.region == expected {
+            return Ok(());
+        }
+        Err(Error::WrongRegion(format!(
+            "customer.io says this account is in region `{}` ({}), but customerio.region is `{expected}` in {}",
+            self.region,
+            self.url,
+            config_path.display()
+        )))
+    }
 }
 
 /// One event to send; `data` is anything that serializes to a JSON object.

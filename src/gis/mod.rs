@@ -83,18 +83,6 @@ pub enum GisError {
     Persist(String),
 }
 
-impl From<GisError> for crate::error::Error {
-    fn from(e: GisError) -> Self {
-        use crate::error::Error;
-        match e {
-            GisError::Auth(_) => Error::Auth(e.to_string()),
-            GisError::Unavailable(_) => Error::Unavailable(e.to_string()),
-            GisError::Deadline(_) => Error::TimeBudget(e.to_string()),
-            GisError::Persist(_) => Error::State(e.to_string()),
-        }
-    }
-}
-
 /// Where OAuth tokens live between runs (SPEC 2: the rotated refresh token is persisted in
 /// `data_dir` before the new access token is used).
 pub trait TokenStore: Send + Sync {

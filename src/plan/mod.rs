@@ -4,8 +4,9 @@
 //! No I/O and no clock: `now` comes in as an argument, and the output is sorted (people by
 //! id, each person's applications by id, each application's events in rule order) so the
 //! same input always gives the same plan. Every write carries the state it leads to once
-//! customer.io confirms it (`after`); applying all of them and planning again gives an
-//! empty plan.
+//! customer.io confirms it (`after`), which the sync records with `State::confirm_identify`
+//! and `State::confirm_event`; confirming all of them and planning again gives an empty
+//! plan.
 
 mod flow;
 mod profile;
@@ -208,23 +209,6 @@ impl Plan {
     pub fn identify_count(&self) -> usize {
         self.people.iter().filter(|p| p.identify.is_some()).count()
     }
-
-    /// The state once every write of the plan is confirmed (dry runs, tests). The sync
-    /// applies each `after` as its own write is confirmed instead.
-    pub fn apply_all(&self, state: &mut State) {
-        for person in &self.people {
-            if let Some(identify) = &person.identify {
-                state
-                    .people
-                    .insert(person.person_id, identify.after.clone());
-            }
-            for event in &person.events {
-                state
-                    .applications
-                    .insert(event.application_id, event.after.clone());
-            }
-        }
-    }
 }
 
 /// The event id (SPEC 4.2): a ULID made of the first 128 bits of SHA-256 over the
@@ -277,17 +261,11 @@ pub fn plan(
 ) -> Plan {
     let mut stats = PlanStats::default();
 
-    // GIS pages can shift while read: de-duplicate by id, keeping the first copy.
-    let mut people_by_id: BTreeMap<PersonId, &Person> = BTreeMap::new();
-    for person in people {
-        people_by_id.entry(person.id).or_insert(person);
-    }
-    let mut applications_by_id: BTreeMap<ApplicationId, &Application> = BTreeMap::new();
-    for application in applications {
-        applications_by_id
-            .entry(application.id)
-            .or_insert(application);
-    }
+    // The GIS client de-duplicates what it reads; a record given twice anyway keeps its
+    // later copy, as there (the later read is at least as fresh).
+    let people_by_id: BTreeMap<PersonId, &Person> = people.iter().map(|p| (p.id, p)).collect();
+    let applications_by_id: BTreeMap<ApplicationId, &Application> =
+        applications.iter().map(|a| (a.id, a)).collect();
     stats.people_seen = people_by_id.len() as u64;
     stats.applications_seen = applications_by_id.len() as u64;
 

@@ -1,0 +1,151 @@
+//! The large-change refusals (SPEC 2 `[safety]`): a run that would send events to too many
+//! of the people the state knows, or a full read that returns far fewer people than the
+//! state knows in scope, is refused (exit 78) before anything is sent.
+//!
+//! Pure: [`ChangeSize::of`] measures the run, [`refuse_large_change`] decides. Both
+//! refusals apply only when the state knows at least [`MIN_KNOWN_PEOPLE`] people and the
+//! previous run completed; `--allow-large-change` (checked by the caller) lifts them.
+
+use crate::config::SafetyConfig;
+use crate::error::Error;
+use crate::plan::Plan;
+use crate::state::State;
+
+/// The refusals apply only when the state knows at least this many people.
+pub const MIN_KNOWN_PEOPLE: usize = 50;
+
+/// How large this run's change is, against what the state knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSize {
+    /// People the state knows.
+    pub known: usize,
+    /// Of those, people still in scope.
+    pub known_in_scope: usize,
+    /// Of those, people this run would send events to.
+    pub known_with_events: usize,
+    /// People a full read returned; `None` for an incremental read, which cannot tell.
+    pub people_read: Option<usize>,
+    /// The previous run stopped before completing (crash, time budget): this run resumes it.
+    pub resuming: bool,
+}
+
+impl ChangeSize {
+    /// Measures `plan` against `state`.
+    pub fn of(state: &State, plan: &Plan, people_read: Option<usize>) -> ChangeSize {
+        ChangeSize {
+            known: state.people.len(),
+            known_in_scope: state.people.values().filter(|p| p.in_scope).count(),
+            known_with_events: plan
+                .people
+                .iter()
+                .filter(|p| !p.events.is_empty() && state.people.contains_key(&p.person_id))
+                .count(),
+            people_read,
+            resuming: state.run_in_progress.is_some(),
+        }
+    }
+}
+
+/// Refuses a run whose change is larger than `safety` allows.
+///
+/// # Errors
+/// [`Error::LargeChange`] (exit 78) naming the limit and how to lift it.
+pub fn refuse_large_change(size: &ChangeSize, safety: &SafetyConfig) -> Result<(), Error> {
+    if size.known < MIN_KNOWN_PEOPLE || size.resuming {
+        return Ok(());
+    }
+    let share = size.known_with_events as f64 / size.known as f64;
+    if share > safety.max_event_share {
+        return Err(Error::LargeChange(format!(
+            "this run would send events to {} of the {} people the state knows ({:.0}%, above safety.max_event_share = {}). \
+             Nothing was sent. If this is expected, run once with --allow-large-change",
+            size.known_with_events,
+            size.known,
+            share * 100.0,
+            safety.max_event_share
+        )));
+    }
+    let Some(people_read) = size.people_read else {
+        return Ok(());
+    };
+    let in_scope = size.known_in_scope;
+    if in_scope > 0 && (people_read as f64) < safety.min_people_share * in_scope as f64 {
+        return Err(Error::LargeChange(format!(
+            "GIS returned {people_read} people but the state knows {in_scope} in scope (below safety.min_people_share = {}). \
+             A scope, permission or config change? Nothing was sent. If this is expected, run once with --allow-large-change",
+            safety.min_people_share
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(known: usize, with_events: usize, read: Option<usize>) -> ChangeSize {
+        ChangeSize {
+            known,
+            known_in_scope: known,
+            known_with_events: with_events,
+            people_read: read,
+            resuming: false,
+        }
+    }
+
+    #[test]
+    fn large_changes_are_refused_only_when_the_state_is_large_and_complete() {
+        let safety = SafetyConfig {
+            time_budget: std::time::Duration::from_secs(240),
+            max_event_share: 0.5,
+            min_people_share: 0.5,
+        };
+        let resuming = ChangeSize {
+            resuming: true,
+            ..size(100, 100, Some(0))
+        };
+        let mostly_out_of_scope = ChangeSize {
+            known_in_scope: 10,
+            ..size(100, 0, Some(5))
+        };
+        // (case, size, refused with this fragment)
+        let cases = [
+            ("quiet run", size(100, 10, Some(100)), None),
+            ("events to half: allowed", size(100, 50, None), None),
+            (
+                "events to most",
+                size(100, 51, None),
+                Some("safety.max_event_share"),
+            ),
+            ("small state", size(49, 49, Some(0)), None),
+            ("resuming after a stop", resuming, None),
+            (
+                "incremental read never counts people",
+                size(100, 0, None),
+                None,
+            ),
+            ("full read returns half", size(100, 0, Some(50)), None),
+            (
+                "full read returns few",
+                size(100, 0, Some(49)),
+                Some("safety.min_people_share"),
+            ),
+            (
+                "few in scope: measured against them",
+                mostly_out_of_scope,
+                None,
+            ),
+        ];
+        for (case, size, refused) in cases {
+            match (refuse_large_change(&size, &safety), refused) {
+                (Ok(()), None) => {}
+                (Err(e), Some(fragment)) => {
+                    assert_eq!(e.code(), 78, "{case}");
+                    assert!(e.to_string().contains(fragment), "{case}: {e}");
+                    assert!(e.to_string().contains("--allow-large-change"), "{case}");
+                }
+                (outcome, expected) => panic!("{case}: {outcome:?}, expected {expected:?}"),
+            }
+        }
+    }
+}
