@@ -105,31 +105,43 @@ pub struct Summary {
     pub peak_rss_bytes: u64,
 }
 
-/// CPU seconds and peak RSS of this process so far, from `/proc/self` (Linux).
+/// CPU seconds and peak RSS of this process so far, from `/proc/self` (Linux; 0 for what
+/// cannot be read, as elsewhere).
 pub fn resource_usage() -> (f64, u64) {
     let peak = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024);
-    // Fields 14 and 15 of /proc/self/stat are utime and stime in clock ticks; the command
-    // name (field 2) may hold spaces, so count from the closing parenthesis.
+        .and_then(|status| peak_rss_from_status(&status))
+        .unwrap_or(0);
     let cpu = std::fs::read_to_string("/proc/self/stat")
         .ok()
-        .and_then(|stat| {
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            // USER_HZ is 100 on every Linux platform ciosync targets.
-            Some((utime + stime) / 100.0)
-        })
+        .and_then(|stat| cpu_seconds_from_stat(&stat))
         .unwrap_or(0.0);
     (cpu, peak)
+}
+
+/// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`): 100 on every Linux platform
+/// ciosync targets.
+const USER_HZ: f64 = 100.0;
+
+/// Peak resident memory in bytes, from the text of `/proc/<pid>/status`: its `VmHWM:` line,
+/// which the kernel gives in kB. `None` without a readable one (kernel threads have none).
+pub fn peak_rss_from_status(status: &str) -> Option<u64> {
+    let value = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kb: u64 = value.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU seconds (user + system) from the text of `/proc/<pid>/stat`: its fields 14 and 15,
+/// `utime` and `stime` in clock ticks. The command name (field 2, in parentheses) may hold
+/// spaces and parentheses itself, so fields are counted from the last `)`. `None` when a
+/// field is missing or not a number.
+pub fn cpu_seconds_from_stat(stat: &str) -> Option<f64> {
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (the state), so field n is at index n - 3.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
 }
 
 impl Summary {
@@ -225,16 +237,98 @@ impl Summary {
 mod tests {
     use super::*;
 
+    /// `/proc/<pid>/stat` of a process named `comm` that used `utime` and `stime` ticks
+    /// (the other numbers are from a real process).
+    fn stat(comm: &str, utime: u64, stime: u64) -> String {
+        format!(
+            "12791 ({comm}) R 12787 12787 8792 0 -1 4194304 100 0 0 0 {utime} {stime} 0 0 20 0 \
+             1 0 166844 3133440 377 18446744073709551615 94463107141632 94463107161513 0 0 0 \
+             0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+        )
+    }
+
+    #[test]
+    fn cpu_seconds_are_user_plus_system_ticks_from_stat() {
+        assert_eq!(cpu_seconds_from_stat(&stat("ciosync", 250, 50)), Some(3.0));
+        assert_eq!(cpu_seconds_from_stat(&stat("ciosync", 0, 0)), Some(0.0));
+        assert_eq!(cpu_seconds_from_stat(&stat("ciosync", 7, 0)), Some(0.07));
+        // Names (up to 15 bytes) with spaces, parentheses and numbers: splitting the line on
+        // whitespace, or at the first `)`, would shift every field.
+        assert_eq!(
+            cpu_seconds_from_stat(&stat("a (b) 1 2 (c)", 250, 50)),
+            Some(3.0)
+        );
+        assert_eq!(
+            cpu_seconds_from_stat(&stat(") 1 2 3 4 5 6", 250, 50)),
+            Some(3.0)
+        );
+        assert_eq!(cpu_seconds_from_stat(&stat("x)", 250, 50)), Some(3.0));
+        assert_eq!(cpu_seconds_from_stat(&stat("", 250, 50)), Some(3.0));
+    }
+
+    #[test]
+    fn cpu_seconds_of_a_broken_stat_are_none() {
+        let full = stat("ciosync", 250, 50);
+        // Cut after utime, so stime (field 15) is missing.
+        let fields: Vec<&str> = full.split_whitespace().collect();
+        let cut = fields[..14].join(" ");
+        assert_eq!(cpu_seconds_from_stat(&cut), None, "{cut}");
+        assert_eq!(cpu_seconds_from_stat(&fields[..15].join(" ")), Some(3.0));
+        assert_eq!(cpu_seconds_from_stat(""), None);
+        assert_eq!(
+            cpu_seconds_from_stat("12791 ciosync R 1 2 3"),
+            None,
+            "no parentheses"
+        );
+        assert_eq!(cpu_seconds_from_stat(&full.replace(" 250 ", " x ")), None);
+    }
+
+    #[test]
+    fn peak_rss_is_the_vm_hwm_line_of_status() {
+        let status = "Name:\tciosync\nVmPeak:\t  123456 kB\nVmHWM:\t    1956 kB\n\
+                      VmRSS:\t    1900 kB\nThreads:\t1\n";
+        assert_eq!(peak_rss_from_status(status), Some(1956 * 1024));
+        assert_eq!(peak_rss_from_status("VmHWM: 0 kB"), Some(0));
+        assert_eq!(
+            peak_rss_from_status("Name:\tkthreadd\nThreads:\t1\n"),
+            None,
+            "kernel threads have no VmHWM"
+        );
+        assert_eq!(peak_rss_from_status(""), None);
+        assert_eq!(peak_rss_from_status("VmHWM:\t\n"), None, "no value");
+        assert_eq!(peak_rss_from_status("VmHWM:\t 12 MB\n"), None, "not kB");
+        assert_eq!(peak_rss_from_status("VmHWM:\t lots kB\n"), None);
+        assert_eq!(
+            peak_rss_from_status("VmRSS:\t 1900 kB\n"),
+            None,
+            "another line is not the peak"
+        );
+    }
+
+    /// The live reading of this test process: CPU time above zero and a peak above 1 MiB.
     #[test]
     fn resource_usage_is_measured_on_linux() {
-        let (cpu, peak) = resource_usage();
-        if cfg!(target_os = "linux") {
-            assert!(
-                peak > 1024 * 1024,
-                "a test process uses more than 1 MiB: {peak}"
-            );
-            assert!(cpu >= 0.0);
+        if !cfg!(target_os = "linux") {
+            return;
         }
+        // Work until this process has used CPU time the kernel counts (it counts in 10 ms
+        // ticks, so a fresh process may read 0); a reading that stays 0 fails the test.
+        let started = std::time::Instant::now();
+        let mut sum = 0u64;
+        let (cpu, peak) = loop {
+            for i in 0..100_000u64 {
+                sum = std::hint::black_box(sum.wrapping_add(i * i));
+            }
+            let (cpu, peak) = resource_usage();
+            if cpu > 0.0 || started.elapsed() > std::time::Duration::from_secs(20) {
+                break (cpu, peak);
+            }
+        };
+        assert!(cpu > 0.0, "CPU time of a busy process: {cpu}");
+        assert!(
+            peak > 1024 * 1024,
+            "a test process uses more than 1 MiB: {peak}"
+        );
     }
 
     #[test]

@@ -9,8 +9,6 @@
 //! error, and it normalises top-level ids) go through a scripted GIS that answers raw JSON
 //! pages, and through the decoder directly.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -24,18 +22,11 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::Utc;
-use ciosync::fake::cio::FakeCioOptions;
-use ciosync::fake::gis::FakeGisOptions;
 use ciosync::fake::server::Server;
 use ciosync::gis::decode;
-use common::*;
 use serde_json::{json, Value};
 
-/// The `--json` summary of a run.
-fn summary(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("--json output: {e}: {}", stdout(output)))
-}
+use crate::common::*;
 
 /// The summary's `skipped` map (absent or null: nothing skipped).
 fn skipped(summary: &Value) -> BTreeMap<String, u64> {
@@ -73,24 +64,6 @@ fn identifies_of(env: &Env, person: u64) -> usize {
         .iter()
         .filter(|r| r.method == "PUT" && r.path == path)
         .count()
-}
-
-/// The profile customer.io holds for a fully synced [`person`].
-fn full_profile(id: u64) -> Value {
-    json!({
-        "email": format!("p_{id:040x}@inbound.aiesec.org"),
-        "created_at": unix("2024-01-01T00:00:00Z"),
-        "first_name": "Ana",
-        "last_name": format!("Person{id}"),
-        "full_name": format!("Ana Person{id}"),
-        "birthday": "2000-01-02",
-        "interviewed": false,
-        "photo": "https://cdn.example.org/p.png",
-        "status": "open",
-        "can_apply": true,
-        "home_lc": "Examplecity",
-        "home_lc_country": "Freedonia",
-    })
 }
 
 fn profile(env: &Env, id: u64) -> Value {
@@ -133,18 +106,8 @@ fn insert_control(env: &Env, id: u64) {
     ));
 }
 
-fn with_fields(mut base: Value, fields: Value) -> Value {
-    let (Some(target), Some(fields)) = (base.as_object_mut(), fields.as_object()) else {
-        panic!("objects expected");
-    };
-    for (k, v) in fields {
-        target.insert(k.clone(), v.clone());
-    }
-    base
-}
-
 /// The count of bad inputs tried, printed by each test for the README's reliability figures
-/// (`cargo test --test bad_input -- --nocapture | grep 'bad inputs'`).
+/// (`cargo test --test tests bad_input:: -- --nocapture | grep 'bad inputs'`).
 fn report(what: &str, n: usize) {
     println!("bad inputs tried: {n} ({what})");
 }
@@ -193,7 +156,7 @@ fn each_nullable_person_field_null_is_synced_without_it() {
     }
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let s = summary(&out);
+    let s = stdout_json(&out);
     assert_eq!(skipped(&s), BTreeMap::new(), "a null field is not a skip");
     assert_eq!(s["people_seen"], json!(cases.len() + 1));
     assert_control_synced(&env, 1000);
@@ -214,7 +177,7 @@ fn each_nullable_person_field_null_is_synced_without_it() {
     env.cio.clear_requests();
     let out = env.run("run", &[]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    assert!(env.cio.requests().iter().all(|r| r.method == "GET"));
+    assert_eq!(changing_requests(&env.cio), 0);
     report("nullable person fields", cases.len());
 }
 
@@ -317,7 +280,7 @@ fn each_nullable_application_field_null_is_a_fallback_or_a_counted_skip() {
     }
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let s = summary(&out);
+    let s = stdout_json(&out);
     assert_eq!(
         skipped(&s),
         counts(&[("application_without_programme", 4)]),
@@ -406,7 +369,7 @@ fn wrong_types_served_by_the_fake_gis_become_nulls_not_failures() {
         env.gis.queries().iter().any(|q| q.had_errors),
         "the fake served field errors beside the data"
     );
-    let s = summary(&out);
+    let s = stdout_json(&out);
     assert_eq!(
         skipped(&s),
         counts(&[("application_without_opportunity", 1)]),
@@ -635,7 +598,7 @@ fn every_date_format_gis_uses_and_garbage_dates_fall_back() {
     let out = env.run("run", &["--json"]);
     let after = Utc::now().timestamp();
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    assert_eq!(skipped(&summary(&out)), BTreeMap::new());
+    assert_eq!(skipped(&stdout_json(&out)), BTreeMap::new());
     assert_control_synced(&env, 1000);
     let mut got = events_of(&env, 1001);
     let stamped_now: Vec<_> = env
@@ -692,7 +655,7 @@ fn odd_unicode_round_trips_exactly() {
     ));
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    assert_eq!(skipped(&summary(&out)), BTreeMap::new());
+    assert_eq!(skipped(&stdout_json(&out)), BTreeMap::new());
     assert_control_synced(&env, 1000);
     let got = profile(&env, 1001);
     for (field, attribute) in [
@@ -718,7 +681,7 @@ fn odd_unicode_round_trips_exactly() {
     // A second run sees the same values: nothing is sent again.
     env.cio.clear_requests();
     assert_eq!(code(&env.run("run", &[])), 0);
-    assert!(env.cio.requests().iter().all(|r| r.method == "GET"));
+    assert_eq!(changing_requests(&env.cio), 0);
     report("odd unicode values", 11);
 }
 
@@ -740,17 +703,12 @@ fn ten_megabyte_strings_are_cut_counted_and_sent() {
         "open",
         json!({"opportunity": {"id": "1", "title": title, "programme": {"short_name": "GCDP"}}}),
     ));
-    let text = env
-        .config_text(
-            &format!("access_token = \"{}\"", env.gis.static_token()),
-            "",
-        )
-        .replace("api = \"v1\"", "api = \"batch\"")
+    let text = with_batch_api(&env.static_config(""))
         .replace("request_timeout = \"2s\"", "request_timeout = \"60s\"");
     env.write_config_text(&text);
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let s = summary(&out);
+    let s = stdout_json(&out);
     assert_eq!(s["truncated_values"], json!(3), "{s}");
     assert_eq!(skipped(&s), BTreeMap::new());
     assert!(s["rejected"].as_array().is_none_or(Vec::is_empty), "{s}");
@@ -780,41 +738,6 @@ fn ten_megabyte_strings_are_cut_counted_and_sent() {
     report("10 MB strings", 3);
 }
 
-/// Forwards one request to `target` (the path and query kept), with its auth and type.
-async fn forward(
-    client: &reqwest::Client,
-    target: &str,
-    method: Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Response {
-    let url = format!(
-        "{target}{}",
-        uri.path_and_query().map_or("/", |p| p.as_str())
-    );
-    let mut request = client.request(method, url).body(body);
-    for name in [
-        axum::http::header::AUTHORIZATION,
-        axum::http::header::CONTENT_TYPE,
-    ] {
-        if let Some(value) = headers.get(&name) {
-            request = request.header(name, value);
-        }
-    }
-    let Ok(reply) = request.send().await else {
-        return StatusCode::BAD_GATEWAY.into_response();
-    };
-    let status = reply.status();
-    let bytes = reply.bytes().await.unwrap_or_default();
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response()
-}
-
 /// Hands the test a way to release a held request.
 type Release = tokio::sync::oneshot::Sender<()>;
 
@@ -822,8 +745,7 @@ type Release = tokio::sync::oneshot::Sender<()>;
 /// from the last [`Gate::arm`]) until the test, told through `reached`, has changed the fake
 /// and released it. Deterministic: no timing is involved.
 struct Gate {
-    target: String,
-    client: reqwest::Client,
+    upstream: Upstream,
     seen: AtomicUsize,
     hold_at: AtomicUsize,
     reached: Mutex<mpsc::Sender<Release>>,
@@ -853,7 +775,7 @@ async fn gate_proxy(
             }
         }
     }
-    forward(&gate.client, &gate.target, method, &uri, &headers, body).await
+    json_reply(gate.upstream.forward(method, &uri, &headers, body).await)
 }
 
 /// Runs `ciosync run --json` while `change` is applied to the fake GIS between the held
@@ -901,16 +823,10 @@ fn an_identify_that_escapes_past_32_kb_still_reaches_customerio_in_batch_mode() 
     odd["home_lc"]["name"] = json!(control);
     odd["home_mc"]["name"] = json!(control);
     env.gis.insert_person(odd);
-    let text = env
-        .config_text(
-            &format!("access_token = \"{}\"", env.gis.static_token()),
-            "",
-        )
-        .replace("api = \"v1\"", "api = \"batch\"");
-    env.write_config_text(&text);
+    env.write_config_text(&with_batch_api(&env.static_config("")));
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let s = summary(&out);
+    let s = stdout_json(&out);
     assert!(s["rejected"].as_array().is_none_or(Vec::is_empty), "{s}");
     assert_eq!(s["truncated_values"], json!(0));
     assert_control_synced(&env, 1000);
@@ -921,10 +837,7 @@ fn an_identify_that_escapes_past_32_kb_still_reaches_customerio_in_batch_mode() 
     env.cio.clear_requests();
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    assert!(
-        env.cio.requests().iter().all(|r| r.method == "GET"),
-        "confirmed once"
-    );
+    assert_eq!(changing_requests(&env.cio), 0, "confirmed once");
     report("identify escaping past 32 KB", 1);
 }
 
@@ -943,23 +856,14 @@ fn records_moving_between_pages_are_deduplicated_and_nothing_is_lost() {
     let (reached_tx, reached) = mpsc::channel();
     let reached = Mutex::new(reached);
     let gate = Arc::new(Gate {
-        target: env.gis.url(),
-        client: reqwest::Client::new(),
+        upstream: Upstream::new(env.gis.url()),
         seen: AtomicUsize::new(0),
         hold_at: AtomicUsize::new(0),
         reached: Mutex::new(reached_tx),
     });
-    let server = Server::start(
-        Router::new()
-            .fallback(gate_proxy)
-            .with_state(Arc::clone(&gate)),
-    )
-    .expect("gate starts");
+    let server = start_proxy(gate_proxy, Arc::clone(&gate));
     let text = env
-        .config_text(
-            &format!("access_token = \"{}\"", env.gis.static_token()),
-            "",
-        )
+        .static_config("")
         .replace(
             &format!("endpoint = \"{}\"", env.gis.graphql_url()),
             &format!("endpoint = \"{}/graphql\"", server.url()),
@@ -979,7 +883,7 @@ fn records_moving_between_pages_are_deduplicated_and_nothing_is_lost() {
             .insert_application(application(102_099, 2099, "open", json!({})));
     });
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let s = summary(&out);
+    let s = stdout_json(&out);
     assert_eq!(skipped(&s), counts(&[("people_duplicate", 1)]), "{s}");
     assert_eq!(s["people_seen"], json!(10));
     for i in 0..10u64 {
@@ -1009,7 +913,7 @@ fn records_moving_between_pages_are_deduplicated_and_nothing_is_lost() {
         assert!(env.gis.move_person(2099, 2001));
     });
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let s = summary(&out);
+    let s = stdout_json(&out);
     assert_eq!(s["people_left_scope"], json!(0), "{s}");
     assert_eq!(s["people_seen"], json!(11), "2006 was looked up by id: {s}");
     let out_of_scope = |env: &Env| -> Vec<String> {
@@ -1161,7 +1065,7 @@ fn bad_ids_and_duplicates_from_a_raw_gis_are_counted_skips() {
     point_at_gis(&env, &format!("{}/graphql", server.url()));
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let s = summary(&out);
+    let s = stdout_json(&out);
     assert_eq!(
         skipped(&s),
         counts(&[
@@ -1237,7 +1141,7 @@ fn a_page_whose_resolver_failed_is_retried_not_fatal() {
     script.failures.store(2, Ordering::SeqCst);
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let s = summary(&out);
+    let s = stdout_json(&out);
     assert_eq!(s["people_seen"], json!(3), "{s}");
     assert_eq!(events_of(&env, 1003).len(), 1);
     assert_eq!(
@@ -1319,7 +1223,7 @@ fn line_number(text: &str, needle: &str, nth: usize) -> usize {
 #[test]
 fn broken_config_files_exit_78_naming_key_file_and_line() {
     let env = Env::new(0);
-    let token = format!("access_token = \"{}\"", env.gis.static_token());
+    let token = env.static_token_line();
     let base = env.config_text(&token, "");
     let with = |extra: &str| env.config_text(&token, extra);
     let replace = |from: &str, to: &str| {
@@ -1756,16 +1660,7 @@ fn a_data_dir_that_cannot_be_written_exits_74() {
     // data dir that is itself a regular file.
     let dirs = [file.join("data"), file.clone()];
     for dir in &dirs {
-        let text = env
-            .config_text(
-                &format!("access_token = \"{}\"", env.gis.static_token()),
-                "",
-            )
-            .replace(
-                &format!("data_dir = \"{}\"", env.data_dir().display()),
-                &format!("data_dir = \"{}\"", dir.display()),
-            );
-        env.write_config_text(&text);
+        env.write_config_with_data_dir(dir);
         let out = env.run("run", &[]);
         assert_eq!(code(&out), 74, "{}: {}", dir.display(), stderr(&out));
         assert!(
@@ -1778,16 +1673,7 @@ fn a_data_dir_that_cannot_be_written_exits_74() {
     // A read-only mount, where this machine lets us make one (root with mount permission).
     match TmpfsMount::new(env.dir.path().join("ro"), "ro,size=64k") {
         Some(mount) => {
-            let text = env
-                .config_text(
-                    &format!("access_token = \"{}\"", env.gis.static_token()),
-                    "",
-                )
-                .replace(
-                    &format!("data_dir = \"{}\"", env.data_dir().display()),
-                    &format!("data_dir = \"{}\"", mount.path.display()),
-                );
-            env.write_config_text(&text);
+            env.write_config_with_data_dir(&mount.path);
             let out = env.run("run", &[]);
             assert_eq!(code(&out), 74, "{}", stderr(&out));
             assert!(stderr(&out).contains("not writable"), "{}", stderr(&out));
@@ -1850,16 +1736,7 @@ fn a_disk_that_fills_while_the_state_is_written_exits_74_and_keeps_the_old_state
         return;
     };
     let data = mount.path.join("data");
-    let text = env
-        .config_text(
-            &format!("access_token = \"{}\"", env.gis.static_token()),
-            "",
-        )
-        .replace(
-            &format!("data_dir = \"{}\"", env.data_dir().display()),
-            &format!("data_dir = \"{}\"", data.display()),
-        );
-    env.write_config_text(&text);
+    env.write_config_with_data_dir(&data);
     assert_eq!(code(&env.run("run", &[])), 0);
     let state = std::fs::read(data.join("state.json")).expect("state");
     let bak = std::fs::read(data.join("state.json.bak")).expect("bak");
@@ -1982,8 +1859,7 @@ fn a_writer_failing_half_way_leaves_the_previous_state_intact() {
 /// A proxy in front of the fake customer.io that, while `active`, takes out of each v2
 /// batch the operations `reject` picks and answers 207 listing them, forwarding the rest.
 struct Rejecter {
-    target: String,
-    client: reqwest::Client,
+    upstream: Upstream,
     active: AtomicBool,
     reject: fn(&Value) -> bool,
 }
@@ -2012,11 +1888,11 @@ async fn rejecting_proxy(
         envelope["batch"] = Value::Array(kept);
         body = Bytes::from(serde_json::to_vec(&envelope).expect("json"));
     }
-    let reply = forward(&proxy.client, &proxy.target, method, &uri, &headers, body).await;
-    let status = reply.status();
-    let bytes = axum::body::to_bytes(reply.into_body(), usize::MAX)
+    let (status, bytes) = proxy
+        .upstream
+        .forward(method, &uri, &headers, body)
         .await
-        .unwrap_or_default();
+        .unwrap_or((StatusCode::BAD_GATEWAY, Bytes::new()));
     if rejected.is_empty() {
         return (status, bytes).into_response();
     }
@@ -2040,13 +1916,7 @@ async fn rejecting_proxy(
 
 #[test]
 fn a_207_applies_the_valid_operations_exits_1_and_the_rejected_are_retried() {
-    let env = Env::with(
-        FakeGisOptions {
-            people: 0,
-            ..FakeGisOptions::default()
-        },
-        FakeCioOptions::default(),
-    );
+    let env = Env::new(0);
     for id in [1001, 1002, 1003, 1004] {
         insert_control(&env, id);
     }
@@ -2057,32 +1927,20 @@ fn a_207_applies_the_valid_operations_exits_1_and_the_rejected_are_retried() {
         id == "1002" || (id == "1003" && action == "event")
     }
     let proxy = Arc::new(Rejecter {
-        target: env.cio.url(),
-        client: reqwest::Client::new(),
+        upstream: Upstream::new(env.cio.url()),
         active: AtomicBool::new(true),
         reject,
     });
-    let server = Server::start(
-        Router::new()
-            .fallback(rejecting_proxy)
-            .with_state(Arc::clone(&proxy)),
-    )
-    .expect("proxy starts");
-    let text = env
-        .config_text(
-            &format!("access_token = \"{}\"", env.gis.static_token()),
-            "",
-        )
-        .replace("api = \"v1\"", "api = \"batch\"")
-        .replace(
-            &format!("track_url = \"{}\"", env.cio.url()),
-            &format!("track_url = \"{}\"", server.url()),
-        );
+    let server = start_proxy(rejecting_proxy, Arc::clone(&proxy));
+    let text = with_batch_api(&env.static_config("")).replace(
+        &format!("track_url = \"{}\"", env.cio.url()),
+        &format!("track_url = \"{}\"", server.url()),
+    );
     env.write_config_text(&text);
 
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 1, "stderr: {}", stderr(&out));
-    let s = summary(&out);
+    let s = stdout_json(&out);
     let rejected: BTreeSet<(u64, String)> = s["rejected"]
         .as_array()
         .expect("rejections")
@@ -2119,7 +1977,7 @@ fn a_207_applies_the_valid_operations_exits_1_and_the_rejected_are_retried() {
     proxy.active.store(false, Ordering::SeqCst);
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    assert_eq!(summary(&out)["pending_people"], json!(0));
+    assert_eq!(stdout_json(&out)["pending_people"], json!(0));
     for id in [1001, 1002, 1003, 1004] {
         assert_control_synced(&env, id);
     }

@@ -1,15 +1,14 @@
 //! Binary-level tests of `check`, `status`, `demo`, the batch API, rejections, logging and
 //! the config path resolution (SPEC 1, 2, 4.4, 6).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use ciosync::fake::faults::{Fault, FaultPlan, Trigger};
-use common::*;
 use serde_json::{json, Value};
+
+use crate::common::*;
 
 fn events_of(env: &Env) -> BTreeSet<(String, String, Option<String>, Option<i64>)> {
     env.cio
@@ -30,13 +29,7 @@ fn check_proves_both_credentials_one_line_each() {
     assert!(lines[0].starts_with("config: ok"));
     assert!(lines[1].starts_with("gis: ok"));
     assert!(lines[2].starts_with("customerio: ok (region us"));
-    let writes = env
-        .cio
-        .requests()
-        .iter()
-        .filter(|r| r.method != "GET")
-        .count();
-    assert_eq!(writes, 0, "check changes nothing");
+    assert_eq!(changing_requests(&env.cio), 0, "check changes nothing");
 
     env.write_config_with_cio_key("nope");
     let out = env.run("check", &[]);
@@ -83,7 +76,7 @@ fn status_reports_the_last_run_and_the_state() {
     assert_eq!(code(&env.run("run", &[])), 0);
     let out = env.run("status", &["--json"]);
     assert_eq!(code(&out), 0);
-    let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let status = stdout_json(&out);
     assert_eq!(status["state_exists"], json!(true));
     assert_eq!(status["lock_held"], json!(false));
     assert_eq!(status["last_run"]["outcome"], json!("ok"));
@@ -103,13 +96,7 @@ fn batch_api_sends_the_same_as_v1_and_keeps_identifies_first() {
     let v1 = Env::new(60);
     assert_eq!(code(&v1.run("run", &[])), 0);
     let batch = Env::new(60);
-    let text = batch
-        .config_text(
-            &format!("access_token = \"{}\"", batch.gis.static_token()),
-            "",
-        )
-        .replace("api = \"v1\"", "api = \"batch\"");
-    batch.write_config_text(&text);
+    batch.write_config_text(&with_batch_api(&batch.static_config("")));
     let out = batch.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     assert_eq!(events_of(&batch), events_of(&v1));
@@ -149,7 +136,7 @@ fn a_rejected_write_exits_1_spares_the_others_and_is_retried_next_run() {
     ));
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 1, "stderr: {}", stderr(&out));
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    let summary = stdout_json(&out);
     assert_eq!(summary["rejected"][0]["person_id"], json!(1002));
     assert_eq!(summary["pending_people"], json!(1));
     assert!(
@@ -174,14 +161,10 @@ fn a_rejected_write_exits_1_spares_the_others_and_is_retried_next_run() {
 fn json_logs_parse_and_log_dir_gets_daily_files() {
     let env = Env::new(10);
     let log_dir = env.dir.path().join("logs");
-    let text = env.config_text(
-        &format!("access_token = \"{}\"", env.gis.static_token()),
-        &format!(
-            "\n[log]\nformat = \"json\"\ndir = \"{}\"",
-            log_dir.display()
-        ),
-    );
-    env.write_config_text(&text);
+    env.write_config(&format!(
+        "\n[log]\nformat = \"json\"\ndir = \"{}\"",
+        log_dir.display()
+    ));
     let out = env.run("run", &["-v"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     let err = stderr(&out);
@@ -241,20 +224,18 @@ fn demo_syncs_twice_and_shows_what_customerio_received() {
 fn demo_serve_writes_a_ready_config_that_run_can_use() {
     let dir = tempfile::tempdir().expect("temp dir");
     let demo_dir = dir.path().join("demo");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ciosync"))
-        .args([
-            "demo",
-            "--serve",
-            "--people",
-            "12",
-            "--dir",
-            demo_dir.to_str().expect("utf-8"),
-        ])
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("demo starts");
+    let mut child = ciosync_command(&[
+        "demo",
+        "--serve",
+        "--people",
+        "12",
+        "--dir",
+        demo_dir.to_str().expect("utf-8"),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("demo starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut seen = Vec::new();
     for line in lines.by_ref() {
@@ -282,7 +263,7 @@ fn demo_serve_writes_a_ready_config_that_run_can_use() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    let summary = stdout_json(&out);
     assert!(
         summary["events_sent"].as_u64().expect("events") > 0,
         "{summary}"

@@ -10,27 +10,29 @@
 //! mid-request or between a person's identify and their events), and at a state checkpoint
 //! (as soon as a state temp file appears or `state.json` is replaced).
 //!
-//! The CI tests use about 20 kill points each; `crash_long` (ignored) takes its figures
-//! from the environment (`CIOSYNC_CRASH_KILLS`, `CIOSYNC_CRASH_PEOPLE`,
-//! `CIOSYNC_CRASH_SEED`, `CIOSYNC_CRASH_API`) and prints what it measured. Set
-//! `CIOSYNC_CRASH_TRACE=1` to see each run's kill moment and how it ended.
+//! The CI tests (`cargo test --test tests crash::`) use about 20 kill points each;
+//! `crash_long` (ignored: `cargo test --release --test tests crash:: -- --ignored
+//! --nocapture`) takes its figures from the environment (`CIOSYNC_CRASH_KILLS`,
+//! `CIOSYNC_CRASH_PEOPLE`, `CIOSYNC_CRASH_SEED`, `CIOSYNC_CRASH_API`) and prints what it
+//! measured. Set `CIOSYNC_CRASH_TRACE=1` to see each run's kill moment and how it ended.
 
-mod common;
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use ciosync::fake::cio::FakeCioOptions;
 use ciosync::fake::faults::{Fault, FaultPlan, Trigger};
 use ciosync::fake::gis::FakeGisOptions;
-use common::Env;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Map, Value};
+
+use crate::common::{
+    ciosync_command, code, content, stderr, with_batch_api, write_endpoint_requests, Content, Env,
+    EventKey,
+};
 
 /// How often a waiting loop looks at the child and the fakes again.
 const POLL: Duration = Duration::from_millis(1);
@@ -68,44 +70,6 @@ struct Params {
     batch_latency: Duration,
 }
 
-/// One stored event, comparable: (customer id, name, id, timestamp, data as JSON text).
-type EventKey = (String, String, Option<String>, Option<i64>, String);
-
-/// What the fake customer.io holds.
-#[derive(Debug, Clone, PartialEq)]
-struct Content {
-    profiles: BTreeMap<String, Map<String, Value>>,
-    /// Every stored event, sorted (duplicates would show up twice).
-    events: Vec<EventKey>,
-}
-
-fn content(env: &Env) -> Content {
-    let mut events: Vec<EventKey> = env
-        .cio
-        .events()
-        .into_iter()
-        .map(|e| (e.customer_id, e.name, e.id, e.timestamp, e.data.to_string()))
-        .collect();
-    events.sort();
-    Content {
-        profiles: env.cio.profiles(),
-        events,
-    }
-}
-
-fn is_write(path: &str) -> bool {
-    path.starts_with("/api/v1/customers") || path.starts_with("/api/v2/")
-}
-
-/// Write requests (identifies, events, batches) the fake customer.io has received.
-fn writes(env: &Env) -> usize {
-    env.cio
-        .requests()
-        .iter()
-        .filter(|r| is_write(&r.path))
-        .count()
-}
-
 /// Both fakes seeded from `params`, the binary configured for its API, and a small latency
 /// fault so a kill often finds a request in flight.
 fn crash_env(params: &Params) -> Env {
@@ -117,15 +81,10 @@ fn crash_env(params: &Params) -> Env {
         },
         FakeCioOptions::default(),
     );
-    let text = env
-        .config_text(
-            &format!("access_token = \"{}\"", env.gis.static_token()),
-            "",
-        )
-        .replace(
-            "api = \"v1\"",
-            &format!("api = \"{}\"", params.api.config_value()),
-        );
+    let text = match params.api {
+        Api::V1 => env.static_config(""),
+        Api::Batch => with_batch_api(&env.static_config("")),
+    };
     env.write_config_text(&text);
     env.cio.faults().set_plan(
         FaultPlan::seeded(params.seed)
@@ -150,11 +109,8 @@ fn crash_env(params: &Params) -> Env {
 fn spawn(env: &Env, run: usize) -> (Child, PathBuf) {
     let stderr_path = env.dir.path().join(format!("run-{run}.stderr"));
     let stderr = File::create(&stderr_path).expect("stderr file");
-    let child = Command::new(env!("CARGO_BIN_EXE_ciosync"))
-        .args(["run", "--config"])
+    let child = ciosync_command(&["run", "--config"])
         .arg(env.config_path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -188,7 +144,7 @@ fn reference(params: &Params) -> Reference {
         if let Some(status) = child.try_wait().expect("wait for ciosync") {
             break status;
         }
-        if read_phase.is_none() && writes(&env) > 0 {
+        if read_phase.is_none() && write_endpoint_requests(&env.cio) > 0 {
             read_phase = Some(start.elapsed());
         }
         std::thread::sleep(POLL);
@@ -201,7 +157,7 @@ fn reference(params: &Params) -> Reference {
         read_text(&stderr_path)
     );
     assert_eq!(read_text(&stderr_path), "", "a healthy run is silent");
-    let content = content(&env);
+    let content = content(&env.cio);
     assert!(
         !content.events.is_empty() && !content.profiles.is_empty(),
         "the scenario sends something"
@@ -210,7 +166,7 @@ fn reference(params: &Params) -> Reference {
         content,
         duration,
         read_phase: read_phase.unwrap_or(duration),
-        writes: writes(&env),
+        writes: write_endpoint_requests(&env.cio),
     }
 }
 
@@ -256,7 +212,7 @@ fn state_temp_files(data_dir: &Path) -> Vec<String> {
 /// Runs one process and kills it at `kill_at`, unless it exits first.
 fn run_until(env: &Env, run: usize, kill_at: KillAt) -> (Ended, PathBuf) {
     let data_dir = env.data_dir();
-    let writes_before = writes(env);
+    let writes_before = write_endpoint_requests(&env.cio);
     let temps_before: BTreeSet<String> = state_temp_files(&data_dir).into_iter().collect();
     let mut identity = state_identity(&data_dir);
     let mut saves_seen = 0u32;
@@ -269,7 +225,7 @@ fn run_until(env: &Env, run: usize, kill_at: KillAt) -> (Ended, PathBuf) {
         }
         let due = match kill_at {
             KillAt::Elapsed(delay) => start.elapsed() >= delay,
-            KillAt::Writes(n) => writes(env) - writes_before >= n,
+            KillAt::Writes(n) => write_endpoint_requests(&env.cio) - writes_before >= n,
             KillAt::Checkpoint { skip } => {
                 let now = state_identity(&data_dir);
                 let saving = state_temp_files(&data_dir)
@@ -461,7 +417,7 @@ fn crash_experiment(params: &Params, reference: &Reference) -> (Figures, Env) {
         "the final run's saves removed the temp files killed saves left behind"
     );
 
-    let end = content(&env);
+    let end = content(&env.cio);
     let expected = &reference.content;
     let mut seen = BTreeSet::new();
     figures.duplicate_events_stored = end.events.iter().filter(|e| !seen.insert(*e)).count();
@@ -486,7 +442,7 @@ fn crash_experiment(params: &Params, reference: &Reference) -> (Figures, Env) {
 
 /// The assertions every crash experiment ends with.
 fn assert_consistent(figures: &Figures, env: &Env, reference: &Reference, params: &Params) {
-    let end = content(env);
+    let end = content(&env.cio);
     assert_eq!(figures.records_lost, 0, "{figures:?}");
     assert_eq!(figures.records_extra, 0, "{figures:?}");
     assert_eq!(figures.duplicate_events_stored, 0, "{figures:?}");
@@ -514,14 +470,13 @@ fn assert_consistent(figures: &Figures, env: &Env, reference: &Reference, params
     assert!(state.run_in_progress.is_none(), "the last run completed");
     env.cio.clear_requests();
     let out = env.run("run", &[]);
+    assert_eq!(code(&out), 0, "further run: {}", stderr(&out));
+    assert_eq!(stderr(&out), "");
     assert_eq!(
-        common::code(&out),
+        write_endpoint_requests(&env.cio),
         0,
-        "further run: {}",
-        common::stderr(&out)
+        "a further run sends nothing"
     );
-    assert_eq!(common::stderr(&out), "");
-    assert_eq!(writes(env), 0, "a further run sends nothing");
 }
 
 fn figures_line(params: &Params, reference: &Reference, figures: &Figures) -> String {

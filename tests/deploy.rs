@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+
+use crate::common::{mode, walk};
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
@@ -24,14 +25,6 @@ fn tool_exists(name: &str) -> bool {
         .args(["-c", &format!("command -v {name}")])
         .output()
         .is_ok_and(|out| out.status.success())
-}
-
-fn mode(path: &Path) -> u32 {
-    fs::metadata(path)
-        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
 }
 
 /// `key=value` lines of a unit file, by key (a key given twice keeps both values).
@@ -146,19 +139,31 @@ fn units_for_verify() -> tempfile::TempDir {
     dir
 }
 
-#[test]
-fn units_pass_systemd_analyze_verify_without_warnings() {
+/// `systemd-analyze` with `args`, then the `units` as copied by [`units_for_verify`]; `None`,
+/// with a note that `check` is skipped, where systemd-analyze is not installed.
+fn analyze_units(args: &[&str], units: &[&str], check: &str) -> Option<Output> {
     if !tool_exists("systemd-analyze") {
-        println!("note: systemd-analyze not found; skipping unit verification");
-        return;
+        println!("note: systemd-analyze not found; skipping {check}");
+        return None;
     }
     let dir = units_for_verify();
     let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(dir.path().join("ciosync.timer"))
-        .arg(dir.path().join("ciosync.service"))
+        .args(args)
+        .args(units.iter().map(|unit| dir.path().join(unit)))
         .output()
-        .expect("run systemd-analyze verify");
+        .unwrap_or_else(|e| panic!("run systemd-analyze {}: {e}", args[0]));
+    Some(out)
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify_without_warnings() {
+    let Some(out) = analyze_units(
+        &["verify"],
+        &["ciosync.timer", "ciosync.service"],
+        "unit verification",
+    ) else {
+        return;
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "verify failed:\n{stderr}");
     // verify exits 0 on unknown keys and bad values ("..., ignoring."); any line about our
@@ -176,16 +181,13 @@ fn units_pass_systemd_analyze_verify_without_warnings() {
 
 #[test]
 fn service_sandbox_scores_ok_in_systemd_analyze_security() {
-    if !tool_exists("systemd-analyze") {
-        println!("note: systemd-analyze not found; skipping the security score");
+    let Some(out) = analyze_units(
+        &["security", "--offline=true", "--no-pager"],
+        &["ciosync.service"],
+        "the security score",
+    ) else {
         return;
-    }
-    let dir = units_for_verify();
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(dir.path().join("ciosync.service"))
-        .output()
-        .expect("run systemd-analyze security");
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         println!(
@@ -748,12 +750,12 @@ fn install_rejects_unknown_arguments_and_missing_roots() {
 }
 
 #[test]
-fn install_uses_the_repositorys_config_example_when_there_is_one() {
+fn install_uses_the_repositorys_config_example() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    if !example.exists() {
-        println!("note: no config.example.toml at the repository root yet; skipping");
-        return;
-    }
+    assert!(
+        example.is_file(),
+        "install.sh copies config.example.toml from the repository root, and there is none"
+    );
     let s = staging();
     let script = deploy_dir().join("install.sh");
     let args = [
@@ -768,16 +770,4 @@ fn install_uses_the_repositorys_config_example_when_there_is_one() {
         fs::read(s.root.join("etc/ciosync/config.toml")).expect("config"),
         fs::read(&example).expect("example")
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir).expect("read dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        }
-        found.push(path);
-    }
-    found
 }

@@ -8,6 +8,8 @@ use ciosync::fake::cio::{FakeCio, FakeCioOptions};
 use ciosync::fake::faults::{Fault, FaultPlan, Trigger};
 use serde_json::{json, Value};
 
+use crate::common::http_client;
+
 const EVENT_ID: &str = "01HZEP2TH0KX9ZDZFE66098J9N";
 const OTHER_EVENT_ID: &str = "01HZEP2TH1XDXA15A51W9FTB68";
 
@@ -24,11 +26,7 @@ impl Harness {
 
     fn with(options: FakeCioOptions) -> Harness {
         let fake = FakeCio::start(options).expect("start fake customer.io");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("build client");
+        let http = http_client(Duration::from_secs(10));
         Harness { fake, http }
     }
 

@@ -10,6 +10,8 @@ use axum::Router;
 use ciosync::fake::faults::{Fault, FaultPlan, Faults, FiredFault, Trigger};
 use ciosync::fake::server::Server;
 
+use crate::common::http_client;
+
 /// A server whose `POST /write` and `POST /other` count the requests they applied.
 struct Counter {
     applied: Arc<AtomicU64>,
@@ -51,14 +53,6 @@ impl Counter {
     }
 }
 
-fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("build client")
-}
-
 /// The statuses of `n` sequential POSTs to `path` (0 for a transport error).
 async fn statuses(client: &reqwest::Client, url: &str, n: usize) -> Vec<u16> {
     let mut out = Vec::with_capacity(n);
@@ -75,7 +69,7 @@ async fn statuses(client: &reqwest::Client, url: &str, n: usize) -> Vec<u16> {
 #[tokio::test]
 async fn nth_range_and_every_fire_on_exactly_those_requests() {
     let fake = Counter::start();
-    let http = client(Duration::from_secs(5));
+    let http = http_client(Duration::from_secs(5));
     let cases = [
         (Trigger::Nth(vec![2, 4]), vec![200, 500, 200, 500, 200, 200]),
         (
@@ -108,7 +102,7 @@ async fn nth_range_and_every_fire_on_exactly_those_requests() {
 #[tokio::test]
 async fn routes_limit_a_rule_to_matching_requests() {
     let fake = Counter::start();
-    let http = client(Duration::from_secs(5));
+    let http = http_client(Duration::from_secs(5));
     fake.faults.set_plan(FaultPlan::seeded(1).rule(
         "POST /write",
         Trigger::Always,
@@ -133,7 +127,7 @@ async fn routes_limit_a_rule_to_matching_requests() {
 #[tokio::test]
 async fn random_faults_replay_the_same_sequence_for_the_same_seed() {
     let fake = Counter::start();
-    let http = client(Duration::from_secs(5));
+    let http = http_client(Duration::from_secs(5));
     let plan = |seed| {
         FaultPlan::seeded(seed).rule(
             "*",
@@ -160,7 +154,7 @@ async fn random_faults_replay_the_same_sequence_for_the_same_seed() {
 #[tokio::test]
 async fn error_before_skips_the_handler_and_error_after_runs_it() {
     let fake = Counter::start();
-    let http = client(Duration::from_secs(5));
+    let http = http_client(Duration::from_secs(5));
     fake.faults.set_plan(FaultPlan::seeded(1).rule(
         "/write",
         Trigger::Always,
@@ -184,7 +178,7 @@ async fn error_before_skips_the_handler_and_error_after_runs_it() {
 #[tokio::test]
 async fn too_many_requests_with_and_without_retry_after() {
     let fake = Counter::start();
-    let http = client(Duration::from_secs(5));
+    let http = http_client(Duration::from_secs(5));
     fake.faults.set_plan(
         FaultPlan::seeded(1)
             .rule(
@@ -219,7 +213,7 @@ async fn too_many_requests_with_and_without_retry_after() {
 #[tokio::test]
 async fn html_fault_answers_an_html_page() {
     let fake = Counter::start();
-    let http = client(Duration::from_secs(5));
+    let http = http_client(Duration::from_secs(5));
     fake.faults
         .set_plan(FaultPlan::seeded(1).rule("*", Trigger::Always, Fault::Html(502)));
     let response = http.post(fake.url("/write")).send().await.expect("answer");
@@ -243,7 +237,7 @@ async fn html_fault_answers_an_html_page() {
 #[tokio::test]
 async fn hang_makes_a_client_with_a_short_timeout_time_out() {
     let fake = Counter::start();
-    let http = client(Duration::from_millis(300));
+    let http = http_client(Duration::from_millis(300));
     fake.faults.set_plan(FaultPlan::seeded(1).rule(
         "/write",
         Trigger::Nth(vec![1]),
@@ -263,7 +257,7 @@ async fn hang_makes_a_client_with_a_short_timeout_time_out() {
 #[tokio::test]
 async fn drop_gives_the_client_a_transport_error() {
     let fake = Counter::start();
-    let http = client(Duration::from_secs(5));
+    let http = http_client(Duration::from_secs(5));
     fake.faults
         .set_plan(FaultPlan::seeded(1).rule("/write", Trigger::Nth(vec![2]), Fault::Drop));
     assert_eq!(statuses(&http, &fake.url("/write"), 1).await, vec![200]);
@@ -282,7 +276,7 @@ async fn drop_gives_the_client_a_transport_error() {
 #[tokio::test]
 async fn latency_delays_a_normal_answer() {
     let fake = Counter::start();
-    let http = client(Duration::from_secs(5));
+    let http = http_client(Duration::from_secs(5));
     fake.faults.set_plan(FaultPlan::seeded(1).rule(
         "/write",
         Trigger::Always,
@@ -299,7 +293,7 @@ async fn drop_on_a_fresh_connection_is_a_transport_error_too() {
     let fake = Counter::start();
     fake.faults
         .set_plan(FaultPlan::seeded(1).rule("*", Trigger::Nth(vec![1]), Fault::Drop));
-    let error = client(Duration::from_secs(5))
+    let error = http_client(Duration::from_secs(5))
         .post(fake.url("/write"))
         .body("{\"some\":\"body\"}")
         .send()
@@ -320,7 +314,7 @@ async fn drop_breaks_the_body_when_the_server_cannot_close_the_connection() {
         .expect("bind");
     let addr = listener.local_addr().expect("local address");
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
-    let outcome = match client(Duration::from_secs(5))
+    let outcome = match http_client(Duration::from_secs(5))
         .post(format!("http://{addr}/write"))
         .send()
         .await

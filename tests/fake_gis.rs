@@ -631,11 +631,7 @@ async fn generated_data_has_the_awkward_cases_of_real_gis() {
 
 #[tokio::test]
 async fn mutations_show_up_in_later_queries() {
-    let fake = FakeGis::start(FakeGisOptions {
-        people: 0,
-        ..FakeGisOptions::default()
-    })
-    .expect("fake GIS starts");
+    let fake = start(0);
     let d = data(
         &fake,
         PEOPLE_QUERY,
@@ -765,11 +761,7 @@ async fn requests_are_recorded() {
 
 #[tokio::test]
 async fn a_million_people_answer_a_page() {
-    let fake = FakeGis::start(FakeGisOptions {
-        people: 1_000_000,
-        ..FakeGisOptions::default()
-    })
-    .expect("fake GIS starts");
+    let fake = start(1_000_000);
     let d = data(
         &fake,
         PEOPLE_QUERY,

@@ -6,17 +6,18 @@
 //! the fault is cleared a follow-up run exits 0 and customer.io holds exactly what a clean
 //! run produces (same profiles, same events), and a further run sends nothing.
 
-mod common;
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use ciosync::fake::cio::{FakeCio, FakeCioOptions};
 use ciosync::fake::faults::{Fault, FaultPlan, Trigger};
 use ciosync::fake::gis::FakeGisOptions;
-use common::{code, stderr, stdout, Env};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::common::{
+    code, content, stderr, stdout_json, with_batch_api, write_endpoint_requests, Content, Env,
+};
 
 /// Generated people (half of them in the configured LCs): several GIS pages per run.
 const PEOPLE: usize = 120;
@@ -44,38 +45,6 @@ enum GisAuth {
     OAuth(Option<String>),
 }
 
-/// One stored event, comparable: (customer id, name, id, timestamp, data as JSON text).
-type EventKey = (String, String, Option<String>, Option<i64>, String);
-
-/// What the fake customer.io holds.
-#[derive(Debug, Clone, PartialEq)]
-struct Content {
-    profiles: BTreeMap<String, Map<String, Value>>,
-    /// Every stored event, sorted (an event stored twice shows up twice).
-    events: Vec<EventKey>,
-}
-
-fn content(cio: &FakeCio) -> Content {
-    let mut events: Vec<EventKey> = cio
-        .events()
-        .into_iter()
-        .map(|e| (e.customer_id, e.name, e.id, e.timestamp, e.data.to_string()))
-        .collect();
-    events.sort();
-    Content {
-        profiles: cio.profiles(),
-        events,
-    }
-}
-
-/// customer.io write requests (identifies, events, batches) received.
-fn writes(cio: &FakeCio) -> usize {
-    cio.requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/api/v1/customers") || r.path.starts_with("/api/v2/"))
-        .count()
-}
-
 fn gis_options(token_ttl_requests: Option<u64>) -> FakeGisOptions {
     FakeGisOptions {
         people: PEOPLE,
@@ -87,25 +56,19 @@ fn gis_options(token_ttl_requests: Option<u64>) -> FakeGisOptions {
 /// The config text for `env` with this API and GIS auth, talking to `cio_url`.
 fn config(env: &Env, api: Api, auth: &GisAuth, cio_url: &str) -> String {
     let auth = match auth {
-        GisAuth::Static => format!("access_token = \"{}\"", env.gis.static_token()),
-        GisAuth::OAuth(refresh) => format!(
-            "[gis.oauth]\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"",
-            env.gis.token_url(),
-            env.gis.oauth_client_id(),
-            env.gis.oauth_client_secret(),
-            refresh.clone().unwrap_or_else(|| env.gis.seed_refresh_token()),
-        ),
+        GisAuth::Static => env.static_token_line(),
+        GisAuth::OAuth(None) => env.oauth_table(),
+        GisAuth::OAuth(Some(refresh)) => env.oauth_table_with(refresh),
     };
-    let api = match api {
-        Api::V1 => "api = \"v1\"",
-        Api::Batch => "api = \"batch\"",
+    let text = env.config_text(&auth, "");
+    let text = match api {
+        Api::V1 => text,
+        Api::Batch => with_batch_api(&text),
     };
-    env.config_text(&auth, "")
-        .replace("api = \"v1\"", api)
-        .replace(
-            &format!("track_url = \"{}\"", env.cio.url()),
-            &format!("track_url = \"{cio_url}\""),
-        )
+    text.replace(
+        &format!("track_url = \"{}\"", env.cio.url()),
+        &format!("track_url = \"{cio_url}\""),
+    )
 }
 
 fn configure(env: &Env, api: Api, auth: &GisAuth) {
@@ -129,11 +92,6 @@ fn reference(api: Api) -> &'static Content {
         assert!(!content.profiles.is_empty() && !content.events.is_empty());
         content
     })
-}
-
-fn summary(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("--json summary: {e}: {}", stdout(out)))
 }
 
 /// No event id stored twice so far.
@@ -181,7 +139,11 @@ fn assert_recovers(env: &Env, api: Api, what: &str) {
     env.cio.clear_requests();
     let out = env.run("run", &[]);
     assert_eq!(code(&out), SUCCESS, "{what}: further run: {}", stderr(&out));
-    assert_eq!(writes(&env.cio), 0, "{what}: a further run sends nothing");
+    assert_eq!(
+        write_endpoint_requests(&env.cio),
+        0,
+        "{what}: a further run sends nothing"
+    );
 }
 
 /// One row of the matrix: faults on both fakes and the exit code they must produce.
@@ -271,7 +233,7 @@ fn run_case(case: Case) -> (Env, Value) {
         let fired = env.gis.faults().fired().len() + env.cio.faults().fired().len();
         assert!(fired > 0, "{what}: the injected fault fired");
     }
-    let summary = summary(&out);
+    let summary = stdout_json(&out);
     assert_eq!(
         summary["exit_code"],
         Value::from(case.expect),
@@ -293,7 +255,11 @@ fn run_case(case: Case) -> (Env, Value) {
         let last_run: Value = serde_json::from_slice(&last_run).expect("last_run.json is JSON");
         assert_eq!(last_run["exit_code"], Value::from(case.expect), "{what}");
         if let Some(before) = &prior_state {
-            assert_eq!(writes(&env.cio), 0, "{what}: nothing sent on a failed read");
+            assert_eq!(
+                write_endpoint_requests(&env.cio),
+                0,
+                "{what}: nothing sent on a failed read"
+            );
             assert!(
                 env.data_file("state.json").as_ref() == Some(before),
                 "{what}: the saved state is untouched by a run that confirmed nothing"
@@ -655,7 +621,8 @@ fn refresh_token_rotation_across_processes() {
     ));
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), UNAVAILABLE, "{what}: {}", stderr(&out));
-    assert!(summary(&out)["token_refreshes"].as_u64().expect("count") >= 1);
+    let refreshes = stdout_json(&out)["token_refreshes"].as_u64();
+    assert!(refreshes.expect("count") >= 1);
     let stored = String::from_utf8(
         env.data_file("gis-oauth.json")
             .expect("rotated token persisted"),
@@ -673,7 +640,8 @@ fn refresh_token_rotation_across_processes() {
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), SUCCESS, "{what}: {}", stderr(&out));
     assert_eq!(stderr(&out), "");
-    assert!(summary(&out)["token_refreshes"].as_u64().expect("count") >= 1);
+    let refreshes = stdout_json(&out)["token_refreshes"].as_u64();
+    assert!(refreshes.expect("count") >= 1);
     env.gis.expire_access_tokens();
     assert_recovers(&env, Api::V1, what);
 }
@@ -693,7 +661,7 @@ fn a_refused_refresh_token_exits_77_and_nothing_is_sent() {
         !stderr(&out).contains("revoked-or-mistyped"),
         "{what}: no secret in errors"
     );
-    assert_eq!(writes(&env.cio), 0, "{what}: nothing sent");
+    assert_eq!(write_endpoint_requests(&env.cio), 0, "{what}: nothing sent");
     assert_state_loads(&env, what);
     // The operator bootstraps a valid refresh token.
     configure(&env, Api::V1, &GisAuth::OAuth(None));
@@ -719,7 +687,7 @@ fn a_lost_token_response_exits_77_and_a_new_credential_recovers() {
         "{what}: says what to do: {}",
         stderr(&out)
     );
-    assert_eq!(writes(&env.cio), 0, "{what}: nothing sent");
+    assert_eq!(write_endpoint_requests(&env.cio), 0, "{what}: nothing sent");
     assert_state_loads(&env, what);
     env.gis.faults().clear();
     configure(&env, Api::V1, &GisAuth::Static);
@@ -767,9 +735,13 @@ fn redirect_case(status: u16, api: Api) {
         "{what}: names the cause: {}",
         stderr(&out)
     );
-    assert_eq!(writes(&env.cio), 0, "{what}: the redirect was not followed");
     assert_eq!(
-        writes(&wrong),
+        write_endpoint_requests(&env.cio),
+        0,
+        "{what}: the redirect was not followed"
+    );
+    assert_eq!(
+        write_endpoint_requests(&wrong),
         0,
         "{what}: nothing written to the wrong host"
     );

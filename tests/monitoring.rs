@@ -2,54 +2,17 @@
 //! refusing monitoring service never fails the caller, logs never carry the ping URL's
 //! secret part, and the textfile on disk is valid exposition text.
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::mpsc;
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use ciosync::monitoring::{ping, ping_client, render_textfile, write_textfile, PING_TIMEOUT};
 use ciosync::summary::Summary;
 
+use crate::common::recording_server;
+
 /// The secret part of a healthchecks.io ping URL.
 const UUID: &str = "5b3c1b7e-9d1f-4a8e-b3f2-0c4d2e6a7f10";
-
-/// A loopback HTTP server answering every request with `status`, and reporting each
-/// request's path on the channel. It serves `requests` connections, then stops.
-fn recording_server(status: u16, requests: usize) -> (SocketAddr, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    let (paths, received) = mpsc::channel();
-    thread::spawn(move || {
-        for stream in listener.incoming().take(requests) {
-            let mut stream = stream.expect("accept");
-            let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).expect("request line");
-            // Drain the headers so the client sees a clean exchange.
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).expect("header line");
-                if header == "\r\n" || header.is_empty() {
-                    break;
-                }
-            }
-            let mut parts = request_line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_owned();
-            let path = parts.next().unwrap_or_default().to_owned();
-            paths
-                .send(format!("{method} {path}"))
-                .expect("test still listening");
-            let reason = if status == 200 { "OK" } else { "Not Found" };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} {reason}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
-            );
-        }
-    });
-    (addr, received)
-}
 
 /// Runs `body` on a current-thread runtime with a subscriber capturing every log line
 /// (debug and up) as text, and returns the body's result and the logs.

@@ -1,27 +1,12 @@
 //! Binary-level tests of `ciosync run` (SPEC 1 to 6) against the built-in fakes: the built
 //! binary is spawned with a scrubbed environment and a temp data dir.
 
-mod common;
-
 use ciosync::fake::cio::FakeCioOptions;
 use ciosync::fake::faults::{Fault, FaultPlan, FaultRule, Trigger};
 use ciosync::fake::gis::FakeGisOptions;
-use common::*;
 use serde_json::{json, Value};
 
-/// customer.io write requests (identifies and events) the fake received.
-fn cio_writes(env: &Env) -> usize {
-    env.cio
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/api/v1/customers") || r.path.starts_with("/api/v2/"))
-        .count()
-}
-
-fn summary(output: &std::process::Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("--json output: {e}: {}", stdout(output)))
-}
+use crate::common::*;
 
 fn approved_scenario() -> Env {
     let env = Env::new(0);
@@ -44,23 +29,9 @@ fn first_sync_sends_profiles_and_replayed_steps_with_their_own_dates_then_nothin
     assert_eq!(stderr(&out), "", "a healthy run prints nothing");
 
     let profile = env.cio.profile("1001").expect("profile created");
-    let expected = json!({
-        "email": format!("p_{:040x}@inbound.aiesec.org", 1001),
-        "created_at": unix("2024-01-01T00:00:00Z"),
-        "first_name": "Ana",
-        "last_name": "Person1001",
-        "full_name": "Ana Person1001",
-        "birthday": "2000-01-02",
-        "interviewed": false,
-        "photo": "https://cdn.example.org/p.png",
-        "status": "open",
-        "can_apply": true,
-        "home_lc": "Examplecity",
-        "home_lc_country": "Freedonia",
-    });
     assert_eq!(
         Value::Object(profile),
-        expected,
+        full_profile(1001),
         "nulls are not sent on the first identify"
     );
 
@@ -106,7 +77,11 @@ fn first_sync_sends_profiles_and_replayed_steps_with_their_own_dates_then_nothin
     env.cio.clear_requests();
     let out = env.run("run", &[]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    assert_eq!(cio_writes(&env), 0, "a run with no changes sends nothing");
+    assert_eq!(
+        write_endpoint_requests(&env.cio),
+        0,
+        "a run with no changes sends nothing"
+    );
 }
 
 #[test]
@@ -136,7 +111,7 @@ fn each_kind_of_change_sends_exactly_its_delta() {
 
     let plan = env.run("run", &["--dry-run", "--json"]);
     assert_eq!(code(&plan), 0, "stderr: {}", stderr(&plan));
-    let plan = summary(&plan);
+    let plan = stdout_json(&plan);
     let people = plan["people"].as_array().expect("people");
     let ana = people
         .iter()
@@ -177,7 +152,7 @@ fn each_kind_of_change_sends_exactly_its_delta() {
     );
     assert!(env.cio.profile("1002").is_some());
     // 1001: identify + 2 events; 1002: identify.
-    assert_eq!(cio_writes(&env), 4);
+    assert_eq!(write_endpoint_requests(&env.cio), 4);
     let realized: Vec<_> = env
         .cio
         .events_for("1001")
@@ -231,7 +206,7 @@ fn an_unknown_status_sends_nothing_and_is_counted() {
         .insert_application(application(5001, 1001, "on_hold", json!({})));
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let summary = summary(&out);
+    let summary = stdout_json(&out);
     assert_eq!(summary["unknown_statuses"]["on_hold"], json!(1));
     assert!(env.cio.events().is_empty());
     assert!(
@@ -262,7 +237,7 @@ fn dry_run_sends_nothing_and_leaves_the_data_dir_byte_identical() {
         "{}",
         stdout(&out)
     );
-    assert_eq!(cio_writes(&env), 0);
+    assert_eq!(write_endpoint_requests(&env.cio), 0);
     let after: Vec<_> = ["state.json", "state.json.bak", "last_run.json", "state.key"]
         .iter()
         .map(|f| env.data_file(f))
@@ -311,13 +286,7 @@ fn refused_credentials_exit_77() {
         "tokens never reach errors"
     );
 
-    let env = Env::with(
-        FakeGisOptions {
-            people: 5,
-            ..FakeGisOptions::default()
-        },
-        FakeCioOptions::default(),
-    );
+    let env = Env::new(5);
     env.write_config_with_cio_key("wrong-key");
     let out = env.run("run", &[]);
     assert_eq!(code(&out), 77, "stderr: {}", stderr(&out));
@@ -342,7 +311,7 @@ fn a_corrupt_state_exits_74_and_is_left_as_it_was() {
         std::fs::read(&path).expect("state"),
         b"{\"version\": 1, \"people\": {"
     );
-    assert_eq!(cio_writes(&env), 0);
+    assert_eq!(write_endpoint_requests(&env.cio), 0);
 }
 
 #[test]
@@ -359,7 +328,7 @@ fn gis_token_expiry_mid_run_refreshes_once_and_the_rotation_survives_the_process
     env.write_config_text(&env.config_text(&oauth, ""));
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let first = summary(&out);
+    let first = stdout_json(&out);
     assert!(
         first["token_refreshes"].as_u64().expect("count") >= 2,
         "{first}"
@@ -435,7 +404,7 @@ fn transient_faults_are_retried_and_no_event_is_stored_twice() {
         "",
         "retries that succeed are info, not warnings"
     );
-    let summary = summary(&out);
+    let summary = stdout_json(&out);
     assert!(
         summary["retries"].as_u64().expect("retries") >= 5,
         "{summary}"
@@ -472,5 +441,10 @@ fn concurrent_page_reads_survive_tokens_that_expire_after_a_few_requests() {
     env.write_config_text(&text);
     let out = env.run("run", &["--json"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    assert!(summary(&out)["token_refreshes"].as_u64().expect("count") >= 10);
+    assert!(
+        stdout_json(&out)["token_refreshes"]
+            .as_u64()
+            .expect("count")
+            >= 10
+    );
 }

@@ -5,25 +5,23 @@
 //! A recording proxy sits in front of the fake GIS so the tests see every query document
 //! and every token the OAuth endpoint hands out (the fake keeps those to itself).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use base64::Engine as _;
 use ciosync::fake::cio::FakeCioOptions;
 use ciosync::fake::gis::FakeGisOptions;
 use ciosync::fake::server::Server;
-use common::*;
 use serde_json::{json, Value};
+
+use crate::common::*;
 
 /// One request through the proxy and its answer.
 #[derive(Debug, Clone)]
@@ -33,10 +31,9 @@ struct Exchange {
     response: Vec<u8>,
 }
 
-/// Forwards everything to `target`, keeping a copy of each exchange.
+/// Forwards everything upstream, keeping a copy of each exchange.
 struct Recorder {
-    target: String,
-    client: reqwest::Client,
+    upstream: Upstream,
     log: Mutex<Vec<Exchange>>,
 }
 
@@ -47,50 +44,27 @@ async fn record_and_forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let url = format!(
-        "{}{}",
-        recorder.target,
-        uri.path_and_query().map_or("/", |p| p.as_str())
-    );
-    let mut request = recorder.client.request(method, url).body(body.clone());
-    for name in [
-        axum::http::header::AUTHORIZATION,
-        axum::http::header::CONTENT_TYPE,
-    ] {
-        if let Some(value) = headers.get(&name) {
-            request = request.header(name, value);
-        }
-    }
-    let Ok(reply) = request.send().await else {
+    let answer = recorder
+        .upstream
+        .forward(method, &uri, &headers, body.clone())
+        .await;
+    let Some((_, response)) = &answer else {
         return StatusCode::BAD_GATEWAY.into_response();
     };
-    let status = reply.status();
-    let answer = reply.bytes().await.unwrap_or_default();
     recorder.log.lock().expect("exchange log").push(Exchange {
         path: uri.path().to_owned(),
         request: body.to_vec(),
-        response: answer.to_vec(),
+        response: response.to_vec(),
     });
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        answer,
-    )
-        .into_response()
+    json_reply(answer)
 }
 
 fn recorder(target: String) -> (Server, Arc<Recorder>) {
     let recorder = Arc::new(Recorder {
-        target,
-        client: reqwest::Client::new(),
+        upstream: Upstream::new(target),
         log: Mutex::new(Vec::new()),
     });
-    let server = Server::start(
-        Router::new()
-            .fallback(record_and_forward)
-            .with_state(Arc::clone(&recorder)),
-    )
-    .expect("recording proxy starts");
+    let server = start_proxy(record_and_forward, Arc::clone(&recorder));
     (server, recorder)
 }
 
@@ -101,6 +75,17 @@ fn cio_options() -> FakeCioOptions {
         api_key: "cio-key-7f3a9c2e5b1d4e6f8a0b".to_owned(),
         ..FakeCioOptions::default()
     }
+}
+
+/// An env with `people` generated people and the customer.io of [`cio_options`].
+fn env_with_cio_options(people: usize) -> Env {
+    Env::with(
+        FakeGisOptions {
+            people,
+            ..FakeGisOptions::default()
+        },
+        cio_options(),
+    )
 }
 
 /// An OAuth setup behind the recording proxy: access tokens die every 8 requests, pages
@@ -171,23 +156,6 @@ fn oauth_scenario() -> OAuthScenario {
     }
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[test]
 fn no_credential_reaches_stdout_stderr_or_the_log_files_even_at_trace() {
     let scenario = oauth_scenario();
@@ -241,7 +209,10 @@ fn no_credential_reaches_stdout_stderr_or_the_log_files_even_at_trace() {
         seen.push((format!("stdout of command {i}"), stdout(out)));
         seen.push((format!("stderr of command {i}"), stderr(out)));
     }
-    let log_files = files_under(&scenario.logs);
+    let log_files: Vec<PathBuf> = walk(&scenario.logs)
+        .into_iter()
+        .filter(|path| !path.is_dir())
+        .collect();
     assert!(!log_files.is_empty(), "log.dir got files");
     for file in &log_files {
         let text = String::from_utf8_lossy(&std::fs::read(file).expect("log file")).into_owned();
@@ -336,7 +307,7 @@ fn the_gis_client_only_sends_read_queries_and_never_selects_password() {
 
 /// Runs the built binary through `sh` with `umask 000`.
 fn run_with_umask_000(config: &Path) -> Output {
-    let output = Command::new("sh")
+    let output = scrubbed("sh")
         .args([
             "-c",
             "umask 000; exec \"$0\" \"$@\"",
@@ -345,20 +316,10 @@ fn run_with_umask_000(config: &Path) -> Output {
             "--config",
         ])
         .arg(config)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .output()
         .expect("sh runs");
     assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
     output
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o777
 }
 
 #[test]
@@ -371,14 +332,7 @@ fn data_dir_files_are_private_whatever_the_umask() {
         },
         cio_options(),
     );
-    let oauth = format!(
-        "[gis.oauth]\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"",
-        env.gis.token_url(),
-        env.gis.oauth_client_id(),
-        env.gis.oauth_client_secret(),
-        env.gis.seed_refresh_token()
-    );
-    env.write_config_text(&env.config_text(&oauth, ""));
+    env.write_config_text(&env.config_text(&env.oauth_table(), ""));
     assert!(!env.data_dir().exists(), "ciosync creates the data dir");
     run_with_umask_000(&env.config_path());
     env.gis.expire_access_tokens();
@@ -436,13 +390,7 @@ fn config_with_secret_files(env: &Env, token_mode: u32, key_mode: u32) -> (PathB
 
 #[test]
 fn readable_secrets_are_warned_about_and_private_ones_are_not() {
-    let env = Env::with(
-        FakeGisOptions {
-            people: 5,
-            ..FakeGisOptions::default()
-        },
-        cio_options(),
-    );
+    let env = env_with_cio_options(5);
     let config = env.config_path();
     let no_secret_in = |text: &str| {
         assert!(!text.contains(&env.gis.static_token()));
@@ -527,13 +475,7 @@ fn readable_secrets_are_warned_about_and_private_ones_are_not() {
 
 #[test]
 fn refused_credentials_are_never_echoed_in_the_error() {
-    let env = Env::with(
-        FakeGisOptions {
-            people: 3,
-            ..FakeGisOptions::default()
-        },
-        cio_options(),
-    );
+    let env = env_with_cio_options(3);
     let trace = [("CIOSYNC_LOG", "trace")];
     let config = env.config_path();
     let config = config.to_str().expect("utf-8 path");
@@ -562,11 +504,7 @@ fn refused_credentials_are_never_echoed_in_the_error() {
             wrong_token,
         ),
         (
-            env.config_text(
-                &format!("access_token = \"{}\"", env.gis.static_token()),
-                "",
-            )
-            .replace(
+            env.static_config("").replace(
                 &format!("api_key = \"{}\"", env.cio.api_key()),
                 &format!("api_key = \"{wrong_key}\""),
             ),
