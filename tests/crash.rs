@@ -132,6 +132,8 @@ struct Reference {
     read_phase: Duration,
     /// customer.io write requests it made.
     writes: usize,
+    /// Spawn to exit of a second run with nothing left to send (it reads, plans, saves).
+    rerun: Duration,
 }
 
 /// Runs the binary once without interruption on a fresh env and measures it.
@@ -162,11 +164,18 @@ fn reference(params: &Params) -> Reference {
         !content.events.is_empty() && !content.profiles.is_empty(),
         "the scenario sends something"
     );
+    let writes = write_endpoint_requests(&env.cio);
+    let (mut child, stderr_path) = spawn(&env, 1);
+    let start = Instant::now();
+    let status = child.wait().expect("wait for ciosync");
+    let rerun = start.elapsed();
+    assert_eq!(status.code(), Some(0), "rerun: {}", read_text(&stderr_path));
     Reference {
         content,
         duration,
         read_phase: read_phase.unwrap_or(duration),
-        writes: write_endpoint_requests(&env.cio),
+        writes,
+        rerun,
     }
 }
 
@@ -292,15 +301,22 @@ fn schedule(rng: &mut StdRng, kills: usize) -> Vec<(f64, u8)> {
         .collect()
 }
 
-/// How far the saved state says the sync has come, in `[0, 1]`: the share of the people the
-/// first run plans that are no longer pending. This, not what customer.io holds, predicts
-/// what the next run still sends (writes confirmed but not yet saved are sent again).
+/// How far the saved state says the sync has come, in `[0, 1]`: the share of the
+/// reference run's writes (identifies and events) the saved state records as confirmed, or
+/// 1 once a run completed. This, not what customer.io holds, predicts what the next run
+/// still sends (writes confirmed but not yet saved are sent again).
 fn progress(env: &Env, reference: &Reference) -> f64 {
     match ciosync::state::load(&env.data_dir()) {
-        Ok(Some(state)) if state.run_in_progress.is_none() => 1.0,
+        Ok(Some(state)) if state.run_in_progress.is_none() && state.watermark.is_some() => 1.0,
         Ok(Some(state)) => {
-            let planned = reference.content.profiles.len().max(1);
-            1.0 - (state.pending_people.len().min(planned) as f64 / planned as f64)
+            let events: u64 = state
+                .applications
+                .values()
+                .map(|app| app.count.iter().map(|&n| u64::from(n)).sum::<u64>())
+                .sum();
+            let confirmed = state.people.len() as u64 + events;
+            let total = (reference.content.profiles.len() + reference.content.events.len()) as u64;
+            (confirmed as f64 / total.max(1) as f64).min(1.0)
         }
         Ok(None) => 0.0,
         Err(e) => panic!("the state does not load after a kill: {e}"),
@@ -317,8 +333,14 @@ fn kill_moment(
     mode: u8,
 ) -> KillAt {
     let ahead = (target - done).max(0.0);
-    // Once a run has completed, later runs only read, plan and save: kill them there.
-    let mode = if done >= 1.0 { mode % 2 * 8 } else { mode };
+    if done >= 1.0 {
+        // Once a run has completed, later runs only read, plan and save (once): kill them
+        // while they read, or at that save.
+        return match mode % 2 {
+            0 => KillAt::Elapsed(rng.gen_range(Duration::ZERO..reference.rerun.max(POLL))),
+            _ => KillAt::Checkpoint { skip: 0 },
+        };
+    }
     let write_phase = reference.duration.saturating_sub(reference.read_phase);
     match mode {
         // Some time kills land before any write: reading GIS, planning, the first save.

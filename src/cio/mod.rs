@@ -141,40 +141,53 @@ impl BatchOp {
     }
 }
 
-/// Packs operations, in order, into batches of at most [`BATCH_MAX_BYTES`]. Returns index
-/// ranges into `ops`. An operation over [`OP_MAX_BYTES`] is never packed; it is listed in
-/// the second value so the caller can report it rejected.
-pub fn pack(ops: &[BatchOp]) -> (Vec<std::ops::Range<usize>>, Vec<usize>) {
-    let mut batches = Vec::new();
-    let mut oversize = Vec::new();
-    let mut start = 0;
-    let mut size = BATCH_ENVELOPE_BYTES;
-    let mut members = 0;
-    for (i, op) in ops.iter().enumerate() {
-        if op.len() > OP_MAX_BYTES {
-            if members > 0 {
-                batches.push(start..i);
-            }
-            oversize.push(i);
-            start = i + 1;
-            size = BATCH_ENVELOPE_BYTES;
-            members = 0;
-            continue;
+/// Packs operations, in order, into v2 batches of at most [`BATCH_MAX_BYTES`], a group of
+/// operations at a time: a group (one application's events) always lands in one batch.
+/// Operations over [`OP_MAX_BYTES`] must be set aside by the caller ([`BatchOp::len`]).
+#[derive(Debug, Clone)]
+pub struct Packer {
+    /// Bytes of the batch so far, envelope and commas included.
+    size: usize,
+    members: usize,
+}
+
+impl Default for Packer {
+    fn default() -> Self {
+        Packer {
+            size: BATCH_ENVELOPE_BYTES,
+            members: 0,
         }
-        let added = op.len() + usize::from(members > 0);
-        if members > 0 && size + added > BATCH_MAX_BYTES {
-            batches.push(start..i);
-            start = i;
-            size = BATCH_ENVELOPE_BYTES;
-            members = 0;
-        }
-        size += op.len() + usize::from(members > 0);
-        members += 1;
     }
-    if members > 0 {
-        batches.push(start..ops.len());
+}
+
+impl Packer {
+    /// Bytes `ops` add to the current batch.
+    fn added(&self, ops: &[BatchOp]) -> usize {
+        let commas = ops.len() - usize::from(self.members == 0 && !ops.is_empty());
+        ops.iter().map(BatchOp::len).sum::<usize>() + commas
     }
-    (batches, oversize)
+
+    /// Whether `ops` fit in the current batch. Anything fits an empty batch: a group larger
+    /// than a batch goes alone (v2 takes up to 500 KB; an application's events are a few KB).
+    pub fn fits(&self, ops: &[BatchOp]) -> bool {
+        self.members == 0 || self.size + self.added(ops) <= BATCH_MAX_BYTES
+    }
+
+    /// Adds `ops` to the current batch.
+    pub fn add(&mut self, ops: &[BatchOp]) {
+        self.size += self.added(ops);
+        self.members += ops.len();
+    }
+
+    /// Whether the current batch holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.members == 0
+    }
+
+    /// Starts a new batch.
+    pub fn reset(&mut self) {
+        *self = Packer::default();
+    }
 }
 
 /// A Track API client for one run.
@@ -472,31 +485,59 @@ mod tests {
         BatchOp(vec![b'x'; size])
     }
 
-    #[test]
-    fn pack_respects_the_batch_limit_and_keeps_order() {
-        let ops: Vec<BatchOp> = (0..40).map(|_| op(30_000)).collect();
-        let (batches, oversize) = pack(&ops);
-        assert!(oversize.is_empty());
-        let mut next = 0;
-        for range in &batches {
-            assert_eq!(range.start, next, "contiguous, in order");
-            next = range.end;
-            let size: usize =
-                ops[range.clone()].iter().map(BatchOp::len).sum::<usize>() + range.len() - 1
-                    + BATCH_ENVELOPE_BYTES;
-            assert!(size <= BATCH_MAX_BYTES, "{size}");
+    /// Packs `groups` of operation sizes the way the sync does; returns the batches as
+    /// lists of group indices.
+    fn packed(groups: &[Vec<usize>]) -> Vec<Vec<usize>> {
+        let mut packer = Packer::default();
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        for (i, sizes) in groups.iter().enumerate() {
+            let ops: Vec<BatchOp> = sizes.iter().map(|&n| op(n)).collect();
+            if !packer.fits(&ops) {
+                packer.reset();
+            }
+            if packer.is_empty() {
+                batches.push(Vec::new());
+            }
+            packer.add(&ops);
+            batches.last_mut().expect("a batch").push(i);
+            let body: usize = batches
+                .last()
+                .expect("a batch")
+                .iter()
+                .flat_map(|&g| groups[g].iter())
+                .map(|&n| n + 1)
+                .sum::<usize>()
+                - 1
+                + BATCH_ENVELOPE_BYTES;
+            assert_eq!(packer.size, body, "the packer counts the body it sends");
         }
-        assert_eq!(next, ops.len());
-        assert_eq!(batches[0].len(), 16, "as many as fit");
+        batches
     }
 
     #[test]
-    fn pack_sets_oversize_operations_aside() {
-        let ops = vec![op(10), op(OP_MAX_BYTES + 1), op(10), op(10)];
-        let (batches, oversize) = pack(&ops);
-        assert_eq!(oversize, vec![1]);
-        assert_eq!(batches, vec![0..1, 2..4]);
+    fn packer_respects_the_batch_limit_and_keeps_order() {
+        let batches = packed(&vec![vec![30_000]; 40]);
+        assert_eq!(batches[0].len(), 16, "as many as fit");
+        let flat: Vec<usize> = batches.iter().flatten().copied().collect();
+        assert_eq!(flat, (0..40).collect::<Vec<_>>(), "contiguous, in order");
+        for batch in &batches {
+            let size: usize = batch.len() * 30_001 - 1 + BATCH_ENVELOPE_BYTES;
+            assert!(size <= BATCH_MAX_BYTES, "{size}");
+        }
     }
+
+    #[test]
+    fn packer_keeps_a_group_in_one_batch() {
+        // 490 KB, then a group of three 5 KB events: it does not fit, so it starts a batch.
+        let batches = packed(&[vec![490_000], vec![5_000, 5_000, 5_000], vec![10]]);
+        assert_eq!(batches, vec![vec![0], vec![1, 2]]);
+        let empty = Packer::default();
+        assert!(
+            empty.fits(&[op(600_000)]),
+            "a lone oversized group goes alone"
+        );
+    }
+
     use reqwest::header::HeaderMap;
 
     fn reply(status: u16, body: &str) -> Reply {

@@ -7,14 +7,14 @@
 
 pub mod decode;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
 use crate::config::{GisAuth, GisConfig, OAuthConfig, Secret};
@@ -191,40 +191,6 @@ impl GisClient {
             .ok_or_else(|| GisError::Unavailable("currentPerson answered without an id".to_owned()))
     }
 
-    /// Every person of the configured LCs and every application of those people (a full
-    /// read).
-    ///
-    /// # Errors
-    /// [`GisError`] when a page cannot be read after retries.
-    pub async fn read_all(&self) -> Result<Snapshot, GisError> {
-        let mut skipped = BTreeMap::new();
-        let people = self
-            .read_pages(
-                PEOPLE_QUERY,
-                "people",
-                self.people_filter(false),
-                None,
-                decode::person,
-                &mut skipped,
-            )
-            .await?;
-        let applications = self
-            .read_pages(
-                APPLICATIONS_QUERY,
-                "allOpportunityApplication",
-                self.applications_filter(false),
-                None,
-                decode::application,
-                &mut skipped,
-            )
-            .await?;
-        Ok(Snapshot {
-            people,
-            applications,
-            skipped,
-        })
-    }
-
     /// Specific people by id who are still in the configured LCs, without their
     /// applications: to confirm who really left when a full read did not see them (a record
     /// can move between pages mid-scan, SPEC 3).
@@ -335,7 +301,7 @@ impl GisClient {
                 )
                 .await?;
             for application in found {
-                applications.insert(application.id, application);
+                applications.entry(application.id).or_insert(application);
             }
         }
         Ok(Snapshot {
@@ -345,12 +311,145 @@ impl GisClient {
         })
     }
 
+    /// A full scan of one list (SPEC 3): every page, page 1 first and then the rest
+    /// [`PAGE_CONCURRENCY`] at a time, each page's records that no earlier page delivered
+    /// sent to `deliver` as they are decoded (so a first sync never holds the whole list).
+    ///
+    /// A pass is complete when every page reported the same `paging.total_items` and the
+    /// pass saw at least that many distinct records (skipped ones included). Records move
+    /// between pages while the list changes, and a page served after a later one loses the
+    /// records at its edge; so an incomplete pass is followed by one re-read of the list,
+    /// delivering only what no pass delivered yet. The report says whether that re-read was
+    /// complete; if not, the caller must not count this as a full read. `seen` holds the
+    /// ids delivered so far (the caller may add ids of its own); stopping early (the
+    /// receiver dropped) reports an incomplete scan.
+    ///
+    /// # Errors
+    /// [`GisError`] when a page cannot be read after retries, or at the deadline.
+    pub async fn scan<T: Record>(
+        &self,
+        list: List,
+        seen: &mut HashSet<u64>,
+        deliver: mpsc::Sender<Vec<T>>,
+    ) -> Result<ScanReport, GisError> {
+        let deliver = &deliver;
+        let mut report = ScanReport::default();
+        let first = self
+            .scan_pass(list, seen, None, deliver, &mut report)
+            .await?;
+        report.complete = first;
+        if !first && !deliver.is_closed() {
+            tracing::info!(
+                list = list.root(),
+                "The list changed while it was read; reading it once more for the records that moved."
+            );
+            report.reread = true;
+            let mut this_pass = HashSet::new();
+            report.complete = self
+                .scan_pass(list, seen, Some(&mut this_pass), deliver, &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// One pass over a list; `Ok(true)` when it was complete (see [`GisClient::scan`]).
+    /// `this_pass` counts the distinct records of a re-read; on the first pass `seen` does.
+    async fn scan_pass<T: Record>(
+        &self,
+        list: List,
+        seen: &mut HashSet<u64>,
+        mut this_pass: Option<&mut HashSet<u64>>,
+        deliver: &mpsc::Sender<Vec<T>>,
+        report: &mut ScanReport,
+    ) -> Result<bool, GisError> {
+        let (query, root) = (list.query(), list.root());
+        let filters = self.lc_filter(list.lc_key(), false);
+        let mut totals = Totals::default();
+        let mut distinct = 0u64;
+        let mut take = |page: PageData, report: &mut ScanReport| {
+            totals.observe(page.total_items);
+            report.pages += 1;
+            let mut fresh = Vec::new();
+            for raw in &page.data {
+                let record = match T::decode(raw) {
+                    Ok(record) => record,
+                    Err(skip) => {
+                        tracing::info!(reason = skip.reason, id = %skip.id, "Skipped a GIS record.");
+                        *report.skipped.entry(skip.reason.to_owned()).or_default() += 1;
+                        // It is in GIS's count all the same.
+                        distinct += 1;
+                        continue;
+                    }
+                };
+                let id = record.id();
+                // A record seen twice in one pass moved between pages; a re-read sees again
+                // what the first pass delivered, which is no duplicate.
+                let new_in_pass = match this_pass.as_deref_mut() {
+                    Some(pass) => pass.insert(id),
+                    None => !seen.contains(&id),
+                };
+                if new_in_pass {
+                    distinct += 1;
+                } else {
+                    report.duplicates += 1;
+                }
+                // The first copy is the one planned (it may be sent already); a copy that
+                // changed since carries a newer `updated_at`, so the next run reads it.
+                if seen.insert(id) {
+                    fresh.push(record);
+                }
+            }
+            report.delivered += fresh.len() as u64;
+            fresh
+        };
+        let first = self.page(query, root, &filters, 1).await?;
+        let mut total_pages = first.total_pages;
+        let empty = first.data.is_empty();
+        let fresh = take(first, report);
+        if deliver.send(fresh).await.is_err() {
+            return Ok(false);
+        }
+        if !empty {
+            let mut next = 2u64;
+            'pages: while next <= total_pages {
+                let numbers: Vec<u64> = (next..=total_pages).collect();
+                next = total_pages + 1;
+                let mut pages = stream::iter(numbers)
+                    .map(|n| self.page(query, root, &filters, n))
+                    .buffered(PAGE_CONCURRENCY);
+                while let Some(page) = pages.next().await {
+                    let page = page?;
+                    if page.data.is_empty() {
+                        totals.observe(page.total_items);
+                        break 'pages;
+                    }
+                    total_pages = total_pages.max(page.total_pages);
+                    let fresh = take(page, report);
+                    if deliver.send(fresh).await.is_err() {
+                        return Ok(false);
+                    }
+                    self.check_deadline(root)?;
+                }
+            }
+        }
+        let complete = totals.complete(distinct);
+        if !complete {
+            tracing::info!(
+                list = root,
+                distinct,
+                totals = ?totals.seen,
+                "GIS's count of the list changed while it was read."
+            );
+        }
+        Ok(complete)
+    }
+
     fn people_filter(&self, newest_first: bool) -> Value {
-        self.lc_filter("home_committee", newest_first)
+        self.lc_filter(List::People.lc_key(), newest_first)
     }
 
     fn applications_filter(&self, newest_first: bool) -> Value {
-        self.lc_filter("person_home_lc", newest_first)
+        self.lc_filter(List::Applications.lc_key(), newest_first)
     }
 
     /// `{<lc_key>: home_lcs}`, newest first by `updated_at` when asked.
@@ -371,8 +470,7 @@ impl GisClient {
     /// read). With `since` (records sorted newest first): one page at a time, stopping after
     /// the first page holding a record updated before `since`.
     ///
-    /// Records are de-duplicated by id, keeping the later copy (a record seen twice moved
-    /// between pages; the later read is at least as fresh).
+    /// Records are de-duplicated by id, keeping the first copy, as [`GisClient::scan`] does.
     async fn read_pages<T: Record>(
         &self,
         query: &str,
@@ -469,14 +567,15 @@ impl GisClient {
                 )))
             }
         };
-        let total_pages = list
-            .pointer("/paging/total_pages")
-            .and_then(|v| decode::string(Some(v)))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let paging_number = |field: &str| {
+            list.pointer(&format!("/paging/{field}"))
+                .and_then(|v| decode::string(Some(v)))
+                .and_then(|s| s.parse::<u64>().ok())
+        };
         Ok(PageData {
             data: records,
-            total_pages,
+            total_pages: paging_number("total_pages").unwrap_or(0),
+            total_items: paging_number("total_items"),
         })
     }
 
@@ -691,7 +790,7 @@ impl<T: Record> PageSink<T> {
                 Ok(record) => {
                     self.seen += 1;
                     oldest = oldest.min(record.updated_at().unwrap_or(DateTime::<Utc>::MIN_UTC));
-                    self.records.insert(record.id(), record);
+                    self.records.entry(record.id()).or_insert(record);
                 }
                 Err(skip) => {
                     tracing::info!(reason = skip.reason, id = %skip.id, "Skipped a GIS record.");
@@ -706,12 +805,21 @@ impl<T: Record> PageSink<T> {
 struct PageData {
     data: Vec<Value>,
     total_pages: u64,
+    /// `paging.total_items` as this page reported it, if GIS sent one.
+    total_items: Option<u64>,
 }
 
-/// What paging needs to know about a decoded record.
-trait Record {
+/// A record of a GIS list: what paging needs to know about it, and how it is decoded.
+pub trait Record: Sized {
+    /// Its GIS id.
     fn id(&self) -> u64;
+    /// When GIS last changed it.
     fn updated_at(&self) -> Option<DateTime<Utc>>;
+    /// Decodes one raw record leniently; a record it cannot use is a counted skip.
+    ///
+    /// # Errors
+    /// [`decode::Skip`] naming the reason and the id.
+    fn decode(raw: &Value) -> Result<Self, decode::Skip>;
 }
 
 impl Record for Person {
@@ -721,6 +829,9 @@ impl Record for Person {
     fn updated_at(&self) -> Option<DateTime<Utc>> {
         self.updated_at
     }
+    fn decode(raw: &Value) -> Result<Self, decode::Skip> {
+        decode::person(raw)
+    }
 }
 
 impl Record for Application {
@@ -729,6 +840,80 @@ impl Record for Application {
     }
     fn updated_at(&self) -> Option<DateTime<Utc>> {
         self.dates.updated_at
+    }
+    fn decode(raw: &Value) -> Result<Self, decode::Skip> {
+        decode::application(raw)
+    }
+}
+
+/// The two lists a full read scans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    /// `people`, filtered by `home_committee`.
+    People,
+    /// `allOpportunityApplication`, filtered by `person_home_lc`.
+    Applications,
+}
+
+impl List {
+    fn query(self) -> &'static str {
+        match self {
+            List::People => PEOPLE_QUERY,
+            List::Applications => APPLICATIONS_QUERY,
+        }
+    }
+
+    /// The root field of the query (also the list's name in logs and skip reasons).
+    pub fn root(self) -> &'static str {
+        match self {
+            List::People => "people",
+            List::Applications => "allOpportunityApplication",
+        }
+    }
+
+    fn lc_key(self) -> &'static str {
+        match self {
+            List::People => "home_committee",
+            List::Applications => "person_home_lc",
+        }
+    }
+}
+
+/// How a full scan of a list went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Pages read, re-read included.
+    pub pages: u64,
+    /// Records delivered (each id once).
+    pub delivered: u64,
+    /// Records seen again after they were delivered (a list that shifted, or a re-read).
+    pub duplicates: u64,
+    /// Records skipped while decoding, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// The list changed during the first pass and was read again.
+    pub reread: bool,
+    /// The scan saw every record: a clean first pass, or a clean re-read.
+    pub complete: bool,
+}
+
+/// The `paging.total_items` values the pages of one pass reported.
+#[derive(Debug, Default)]
+struct Totals {
+    seen: BTreeSet<u64>,
+}
+
+impl Totals {
+    fn observe(&mut self, total_items: Option<u64>) {
+        self.seen.extend(total_items);
+    }
+
+    /// Complete when the count never changed and `distinct` records reached it. A GIS that
+    /// reports no count cannot show a change: that pass counts as complete.
+    fn complete(&self, distinct: u64) -> bool {
+        match (self.seen.first(), self.seen.last()) {
+            (Some(low), Some(high)) => low == high && distinct >= *high,
+            _ => true,
+        }
     }
 }
 

@@ -249,8 +249,83 @@ fn programme_name(programme: Option<&Programme>, choice: ProgrammeName) -> Optio
     usable(preferred).or_else(|| usable(other))
 }
 
-/// Plans one run: the identifies and events that bring customer.io in step with what was
-/// read (SPEC 4.1 to 4.3, 5.4). Pure and deterministic.
+/// Plans record by record, as a run reads them (SPEC 4.1 to 4.3, 5.4). [`plan`] is the same
+/// for a whole read at once; both are this code. Pure: no I/O, no clock.
+pub struct Planner<'a> {
+    options: &'a PlanOptions,
+    fingerprinter: &'a Fingerprinter,
+    now: DateTime<Utc>,
+    /// What was planned and skipped so far.
+    pub stats: PlanStats,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner for one run that started at `now`.
+    pub fn new(
+        options: &'a PlanOptions,
+        fingerprinter: &'a Fingerprinter,
+        now: DateTime<Utc>,
+    ) -> Planner<'a> {
+        Planner {
+            options,
+            fingerprinter,
+            now,
+            stats: PlanStats::default(),
+        }
+    }
+
+    /// The identify a person read from GIS needs, if any (SPEC 4.1 and the return rule of
+    /// 5.4). Call it once per distinct person.
+    pub fn person(&mut self, state: &State, person: &Person) -> Option<Identify> {
+        self.stats.people_seen += 1;
+        profile::plan_identify(
+            state.people.get(&person.id),
+            person,
+            self.fingerprinter,
+            &mut self.stats,
+        )
+    }
+
+    /// The events of an application (rules 1 to 5, SPEC 4.3, limits). `person_read` says
+    /// whether its person was read in this run: if not, it is left for a later run (rule 5).
+    /// Call it once per distinct application.
+    pub fn application(
+        &mut self,
+        state: &State,
+        application: &Application,
+        person_read: impl Fn(PersonId) -> bool,
+    ) -> Vec<PlannedEvent> {
+        self.stats.applications_seen += 1;
+        let Some(person_id) = application.person_id else {
+            self.stats.skip(skip::WITHOUT_PERSON, application.id);
+            return Vec::new();
+        };
+        if !person_read(person_id) {
+            // Rule 5: not visible yet, or out of scope; a later run picks it up.
+            self.stats.applications_deferred += 1;
+            return Vec::new();
+        }
+        plan_application(
+            state,
+            application,
+            person_id,
+            self.options,
+            self.now,
+            &mut self.stats,
+        )
+    }
+
+    /// The identify for a person of the state whom a full read no longer finds in the
+    /// configured LCs (SPEC 5.4): `in_scope = false`, once.
+    pub fn left_scope(&mut self, state: &State, person_id: PersonId) -> Option<Identify> {
+        let prior = state.people.get(&person_id).filter(|p| p.in_scope)?;
+        self.stats.people_left_scope += 1;
+        Some(profile::left_scope(prior))
+    }
+}
+
+/// Plans one run from a whole read: the identifies and events that bring customer.io in
+/// step with it (SPEC 4.1 to 4.3, 5.4), by [`Planner`]. Pure and deterministic.
 pub fn plan(
     state: &State,
     people: &[Person],
@@ -259,76 +334,54 @@ pub fn plan(
     options: &PlanOptions,
     now: DateTime<Utc>,
 ) -> Plan {
-    let mut stats = PlanStats::default();
-
+    let mut planner = Planner::new(options, fingerprinter, now);
     // The GIS client de-duplicates what it reads; a record given twice anyway keeps its
-    // later copy, as there (the later read is at least as fresh).
-    let people_by_id: BTreeMap<PersonId, &Person> = people.iter().map(|p| (p.id, p)).collect();
-    let applications_by_id: BTreeMap<ApplicationId, &Application> =
-        applications.iter().map(|a| (a.id, a)).collect();
-    stats.people_seen = people_by_id.len() as u64;
-    stats.applications_seen = applications_by_id.len() as u64;
-
-    let mut events_by_person: BTreeMap<PersonId, Vec<PlannedEvent>> = BTreeMap::new();
-    for application in applications_by_id.values() {
-        let Some(person_id) = application.person_id else {
-            stats.skip(skip::WITHOUT_PERSON, application.id);
-            continue;
-        };
-        if !people_by_id.contains_key(&person_id) {
-            // Rule 5: not visible yet, or out of scope; a later run picks it up.
-            stats.applications_deferred += 1;
-            continue;
-        }
-        let events = plan_application(state, application, person_id, options, now, &mut stats);
-        if !events.is_empty() {
-            events_by_person
-                .entry(person_id)
-                .or_default()
-                .extend(events);
-        }
+    // first copy, as there.
+    let mut people_by_id: BTreeMap<PersonId, &Person> = BTreeMap::new();
+    for person in people {
+        people_by_id.entry(person.id).or_insert(person);
+    }
+    let mut applications_by_id: BTreeMap<ApplicationId, &Application> = BTreeMap::new();
+    for application in applications {
+        applications_by_id
+            .entry(application.id)
+            .or_insert(application);
     }
 
     let mut plans: BTreeMap<PersonId, PersonPlan> = BTreeMap::new();
-    for (&person_id, person) in &people_by_id {
-        let identify = profile::plan_identify(
-            state.people.get(&person_id),
-            person,
-            fingerprinter,
-            &mut stats,
-        );
-        let events = events_by_person.remove(&person_id).unwrap_or_default();
-        if identify.is_some() || !events.is_empty() {
-            plans.insert(
-                person_id,
-                PersonPlan {
-                    person_id,
-                    identify,
-                    events,
-                },
-            );
+    fn entry(plans: &mut BTreeMap<PersonId, PersonPlan>, person_id: PersonId) -> &mut PersonPlan {
+        plans.entry(person_id).or_insert_with(|| PersonPlan {
+            person_id,
+            identify: None,
+            events: Vec::new(),
+        })
+    }
+    for application in applications_by_id.values() {
+        let events = planner.application(state, application, |id| people_by_id.contains_key(&id));
+        if let Some(first) = events.first() {
+            entry(&mut plans, first.after.person_id)
+                .events
+                .extend(events);
         }
     }
-
+    for (&person_id, person) in &people_by_id {
+        if let Some(identify) = planner.person(state, person) {
+            entry(&mut plans, person_id).identify = Some(identify);
+        }
+    }
     if options.full_read {
-        for (&person_id, prior) in &state.people {
-            if prior.in_scope && !people_by_id.contains_key(&person_id) {
-                stats.people_left_scope += 1;
-                plans.insert(
-                    person_id,
-                    PersonPlan {
-                        person_id,
-                        identify: Some(profile::left_scope(prior)),
-                        events: Vec::new(),
-                    },
-                );
+        for (&person_id, _) in state.people.iter() {
+            if people_by_id.contains_key(&person_id) {
+                continue;
+            }
+            if let Some(identify) = planner.left_scope(state, person_id) {
+                entry(&mut plans, person_id).identify = Some(identify);
             }
         }
     }
-
     Plan {
         people: plans.into_values().collect(),
-        stats,
+        stats: planner.stats,
     }
 }
 

@@ -2,48 +2,54 @@
 //! of the people the state knows, or a full read that returns far fewer people than the
 //! state knows in scope, is refused (exit 78) before anything is sent.
 //!
-//! Pure: [`ChangeSize::of`] measures the run, [`refuse_large_change`] decides. Both
-//! refusals apply only when the state knows at least [`MIN_KNOWN_PEOPLE`] people and the
-//! previous run completed; `--allow-large-change` (checked by the caller) lifts them.
+//! Pure: [`Known::of`] and [`ChangeSize`] measure the run, [`refuse_large_change`]
+//! decides. Both refusals apply only when the state knows at least [`MIN_KNOWN_PEOPLE`]
+//! people and the previous run completed; a first run and `--allow-large-change` (checked
+//! by the caller) are never judged.
 
 use crate::config::SafetyConfig;
 use crate::error::Error;
-use crate::plan::Plan;
 use crate::state::State;
 
 /// The refusals apply only when the state knows at least this many people.
 pub const MIN_KNOWN_PEOPLE: usize = 50;
 
-/// How large this run's change is, against what the state knows.
+/// What the state knew before the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeSize {
+pub struct Known {
     /// People the state knows.
-    pub known: usize,
+    pub people: usize,
     /// Of those, people still in scope.
-    pub known_in_scope: usize,
-    /// Of those, people this run would send events to.
-    pub known_with_events: usize,
-    /// People a full read returned; `None` for an incremental read, which cannot tell.
-    pub people_read: Option<usize>,
+    pub in_scope: usize,
     /// The previous run stopped before completing (crash, time budget): this run resumes it.
     pub resuming: bool,
 }
 
-impl ChangeSize {
-    /// Measures `plan` against `state`.
-    pub fn of(state: &State, plan: &Plan, people_read: Option<usize>) -> ChangeSize {
-        ChangeSize {
-            known: state.people.len(),
-            known_in_scope: state.people.values().filter(|p| p.in_scope).count(),
-            known_with_events: plan
-                .people
-                .iter()
-                .filter(|p| !p.events.is_empty() && state.people.contains_key(&p.person_id))
-                .count(),
-            people_read,
+impl Known {
+    /// What `state` knows.
+    pub fn of(state: &State) -> Known {
+        Known {
+            people: state.people.len(),
+            in_scope: state.people.values().filter(|p| p.in_scope).count(),
             resuming: state.run_in_progress.is_some(),
         }
     }
+
+    /// Whether the guard judges a run on this state: one that knows enough people to tell a
+    /// large change, after a run that completed.
+    pub fn is_judged(&self) -> bool {
+        self.people >= MIN_KNOWN_PEOPLE && !self.resuming
+    }
+}
+
+/// How large this run's change is, against what the state knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSize {
+    pub known: Known,
+    /// Known people this run would send events to.
+    pub known_with_events: usize,
+    /// People a full read returned; `None` for an incremental read, which cannot tell.
+    pub people_read: Option<usize>,
 }
 
 /// Refuses a run whose change is larger than `safety` allows.
@@ -51,16 +57,17 @@ impl ChangeSize {
 /// # Errors
 /// [`Error::LargeChange`] (exit 78) naming the limit and how to lift it.
 pub fn refuse_large_change(size: &ChangeSize, safety: &SafetyConfig) -> Result<(), Error> {
-    if size.known < MIN_KNOWN_PEOPLE || size.resuming {
+    if !size.known.is_judged() {
         return Ok(());
     }
-    let share = size.known_with_events as f64 / size.known as f64;
+    let known = size.known.people;
+    let share = size.known_with_events as f64 / known as f64;
     if share > safety.max_event_share {
         return Err(Error::LargeChange(format!(
             "this run would send events to {} of the {} people the state knows ({:.0}%, above safety.max_event_share = {}). \
              Nothing was sent. If this is expected, run once with --allow-large-change",
             size.known_with_events,
-            size.known,
+            known,
             share * 100.0,
             safety.max_event_share
         )));
@@ -68,7 +75,7 @@ pub fn refuse_large_change(size: &ChangeSize, safety: &SafetyConfig) -> Result<(
     let Some(people_read) = size.people_read else {
         return Ok(());
     };
-    let in_scope = size.known_in_scope;
+    let in_scope = size.known.in_scope;
     if in_scope > 0 && (people_read as f64) < safety.min_people_share * in_scope as f64 {
         return Err(Error::LargeChange(format!(
             "GIS returned {people_read} people but the state knows {in_scope} in scope (below safety.min_people_share = {}). \
@@ -85,11 +92,13 @@ mod tests {
 
     fn size(known: usize, with_events: usize, read: Option<usize>) -> ChangeSize {
         ChangeSize {
-            known,
-            known_in_scope: known,
+            known: Known {
+                people: known,
+                in_scope: known,
+                resuming: false,
+            },
             known_with_events: with_events,
             people_read: read,
-            resuming: false,
         }
     }
 
@@ -100,14 +109,10 @@ mod tests {
             max_event_share: 0.5,
             min_people_share: 0.5,
         };
-        let resuming = ChangeSize {
-            resuming: true,
-            ..size(100, 100, Some(0))
-        };
-        let mostly_out_of_scope = ChangeSize {
-            known_in_scope: 10,
-            ..size(100, 0, Some(5))
-        };
+        let mut resuming = size(100, 100, Some(0));
+        resuming.known.resuming = true;
+        let mut mostly_out_of_scope = size(100, 0, Some(5));
+        mostly_out_of_scope.known.in_scope = 10;
         // (case, size, refused with this fragment)
         let cases = [
             ("quiet run", size(100, 10, Some(100)), None),

@@ -2,10 +2,14 @@
 //! config → lock → state → read → plan → guard → send → save → report.
 //!
 //! [`run`] and [`Run::sync`] read as that pipeline; each step lives in its own module:
-//! - [`read`]: incremental or full ([`read::incremental_since`], pure), and reading GIS;
+//! - [`read`]: incremental or full ([`read::incremental_since`], pure), and reading GIS
+//!   page by page into the run's flow;
+//! - [`flow`]: each record planned as it is read, its writes sent at once, or held while
+//!   the guard has not judged the change (and for good in a dry run);
 //! - [`guard`]: the large-change refusals (pure);
-//! - [`send`]: the executor (v1 and batch), settling each confirmed write into the state;
-//! - [`checkpoint`]: saves during the run and the soft deadline;
+//! - [`send`]: the sender (v1 and batch) and the ledger that settles each confirmed write
+//!   into the state;
+//! - [`checkpoint`]: saves during the run, and the deadlines of the time budget;
 //! - [`dry_run`]: what `--dry-run` shows;
 //! - [`report`]: the run summary, `last_run.json` and monitoring.
 //!
@@ -16,11 +20,13 @@
 
 mod checkpoint;
 pub mod dry_run;
+mod flow;
 mod guard;
 mod read;
 mod report;
 mod send;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -33,12 +39,15 @@ use crate::data_dir::{self, STATE_FILE};
 use crate::error::Error;
 use crate::http::RetryPolicy;
 use crate::lock;
-use crate::plan::{self, Fingerprinter, PlanOptions};
+use crate::plan::{Fingerprinter, PlanOptions, Planner};
 use crate::state::{self, State};
 use crate::summary::Summary;
 
+use checkpoint::{Checkpoint, Deadlines};
 pub use dry_run::{DryRunEvent, DryRunPerson};
+use flow::{Flow, Gate};
 pub use report::RunResult;
+use send::{Ledger, Sender};
 
 /// How this run behaves (command-line flags).
 #[derive(Debug, Clone, Default)]
@@ -89,7 +98,7 @@ async fn run_locked(
         config,
         options,
         now,
-        soft_deadline: checkpoint::soft_deadline(started, config.safety.time_budget),
+        deadlines: Deadlines::new(started, config.safety.time_budget),
         fingerprinter: Fingerprinter::new(key),
         summary: Summary {
             started_at: Some(now),
@@ -145,8 +154,7 @@ struct Run<'a> {
     config: &'a Config,
     options: &'a RunOptions,
     now: DateTime<Utc>,
-    /// No new work starts after this instant (SPEC 2 `time_budget`).
-    soft_deadline: Instant,
+    deadlines: Deadlines,
     fingerprinter: Fingerprinter,
     summary: Summary,
     counters: report::RequestCounters,
@@ -154,82 +162,99 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// read → plan → guard → send (or show, for a dry run). The state records every write
-    /// customer.io confirmed, whatever stops the run.
+    /// read (planning and sending as it reads) → guard → send what was held → save. The
+    /// state records every write customer.io confirmed, whatever stops the run.
     async fn sync(
         &mut self,
         state: &mut State,
         first_run: bool,
     ) -> Result<Option<Vec<DryRunPerson>>, Error> {
         let config = self.config;
+        // Requests in flight may run until the hard deadline; nothing starts after the soft.
         let cio = CioClient::new(
             &config.customerio,
             RetryPolicy::default(),
-            Some(self.soft_deadline),
+            Some(self.deadlines.hard),
         )?;
         self.counters.cio = Some(Arc::clone(&cio.counters));
         cio.region()
             .await?
             .verify(&config.customerio, &config.path)?;
-
-        let gis = credentials::gis_client(config, Some(self.soft_deadline))?;
+        let gis = credentials::gis_client(config, Some(self.deadlines.soft))?;
         self.counters.gis = Some(Arc::clone(&gis.counters));
+
         let since = read::incremental_since(
             state,
             self.options.full,
             config.gis.full_sync_every,
             self.now,
         );
-        let full_read = since.is_none();
-        self.progress.set_message("Reading GIS");
-        self.progress
-            .enable_steady_tick(std::time::Duration::from_millis(200));
-        let snapshot = read::read(&gis, state, since).await;
-        self.counters.token_refreshes = gis.token_refreshes();
-        let snapshot = snapshot?;
-        self.summary.full_read = full_read;
-        self.summary.skipped = snapshot.skipped.clone();
-
-        let plan = plan::plan(
-            state,
-            &snapshot.people,
-            &snapshot.applications,
-            &self.fingerprinter,
-            &PlanOptions {
-                site_id: config.customerio.site_id.clone(),
-                programme_name: config.events.programme_name,
-                late_events: config.events.late_events,
-                full_read,
-            },
-            self.now,
-        );
-        report::record_plan(&mut self.summary, &plan);
-        if !self.options.allow_large_change && !first_run {
-            let people_read = full_read.then_some(snapshot.people.len());
-            guard::refuse_large_change(
-                &guard::ChangeSize::of(state, &plan, people_read),
-                &config.safety,
-            )?;
-        }
-        // The records read are no longer needed; free them before sending.
-        drop(snapshot);
-        if self.options.dry_run {
-            return Ok(Some(dry_run::view(&plan)));
-        }
-        send::execute(
-            &mut send::Executor {
-                config,
-                now: self.now,
+        // The large-change guard judges the whole change before anything is sent; a run it
+        // does not judge plans and sends as it reads.
+        let known = guard::Known::of(state);
+        let judged = !self.options.allow_large_change && !first_run && known.is_judged();
+        let gate = match (self.options.dry_run, judged) {
+            (true, _) => Gate::DryRun,
+            (false, true) => Gate::UntilJudged,
+            (false, false) => Gate::Open,
+        };
+        let plan_options = PlanOptions {
+            site_id: config.customerio.site_id.clone(),
+            programme_name: config.events.programme_name,
+            late_events: config.events.late_events,
+            full_read: since.is_none(),
+        };
+        report::show_progress(&self.progress);
+        let mut flow = Flow::new(
+            Planner::new(&plan_options, &self.fingerprinter, self.now),
+            Ledger {
+                state,
                 summary: &mut self.summary,
                 progress: &self.progress,
-                soft_deadline: self.soft_deadline,
+                checkpoint: Checkpoint::new(&config.data_dir, config.safety.time_budget),
+                blocked: HashSet::new(),
+                unfinished: HashSet::new(),
+                touched: HashSet::new(),
             },
-            state,
-            plan,
-            &cio,
-            full_read,
-        )
-        .await?;
+            Sender::new(&cio, config.customerio.api, self.deadlines.soft),
+            gate,
+            &config.data_dir,
+            self.now,
+            self.deadlines.hard,
+        );
+        let read = read::read(&gis, &mut flow, since).await;
+        self.counters.token_refreshes = gis.token_refreshes();
+        let mut full_read_complete = None;
+        match read {
+            Ok(read) => {
+                report::record_read(
+                    flow.ledger.summary,
+                    &flow.planner.stats,
+                    flow.planned_people.len(),
+                    &read,
+                );
+                if judged {
+                    let size = guard::ChangeSize {
+                        known,
+                        known_with_events: flow.known_with_events.len(),
+                        people_read: read.full.then_some(read.people),
+                    };
+                    guard::refuse_large_change(&size, &config.safety)?;
+                }
+                if self.options.dry_run {
+                    return Ok(Some(dry_run::view(&flow.held_plan())));
+                }
+                if let Err(e) = flow.open().await {
+                    flow.stop(e);
+                }
+                full_read_complete = read.full.then_some(read.complete);
+            }
+            Err(e) => flow.stop(e),
+        }
+        if let Err(e) = flow.finish().await {
+            flow.stop(e);
+        }
+        flow.close(full_read_complete)?;
         Ok(None)
     }
 }

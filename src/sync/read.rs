@@ -1,16 +1,21 @@
 //! What a run reads from GIS (SPEC 3, 5.4): an incremental read while the state is fresh,
 //! else a full read; and the full read's by-id re-check of known people it did not see.
 //!
-//! [`incremental_since`] is the pure rule that chooses; [`read`] does the reading.
+//! [`incremental_since`] is the pure rule that chooses; [`read`] does the reading, handing
+//! each record to the run's [`Flow`] as it arrives.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
 
-use crate::gis::{GisClient, GisError, Snapshot};
-use crate::model::PersonId;
+use crate::error::Error;
+use crate::gis::{GisClient, List, ScanReport};
+use crate::model::{Application, Person, PersonId};
 use crate::state::State;
+
+use super::flow::Flow;
 
 /// Reads since this long before the last completed run started, so clock skew and
 /// records committed while that run read cannot slip between two incremental reads.
@@ -39,63 +44,179 @@ pub fn incremental_since(
     Some(state.watermark? - INCREMENTAL_OVERLAP)
 }
 
-/// Reads GIS: what changed since `since`, or everything when `since` is `None`.
+/// Pages a scan may decode ahead of planning (each holds one page of records).
+const PAGES_AHEAD: usize = 2;
+
+/// What a run's read saw.
+#[derive(Debug, Default)]
+pub struct ReadReport {
+    /// A full read: everyone in scope was asked for.
+    pub full: bool,
+    /// The full read saw every record (no list changed beyond what its re-read recovered);
+    /// only then does it count as the last full read (SPEC 3).
+    pub complete: bool,
+    /// Distinct people read (the by-id re-check included).
+    pub people: usize,
+    /// Records skipped while decoding, and records seen twice, by reason.
+    pub skipped: BTreeMap<String, u64>,
+}
+
+/// Reads GIS into `flow`: what changed since `since`, or everything when `since` is `None`.
+/// Every person is planned (and their identify settled, or held) before any application.
 ///
 /// # Errors
-/// [`GisError`] when a page cannot be read after retries, or at the deadline.
+/// [`Error::Gis`] when GIS cannot be read (after retries, or at the deadline), or what
+/// stopped the flow (a state that cannot be saved).
 pub async fn read(
     gis: &GisClient,
-    state: &State,
+    flow: &mut Flow<'_, '_>,
     since: Option<DateTime<Utc>>,
-) -> Result<Snapshot, GisError> {
+) -> Result<ReadReport, Error> {
     match since {
-        Some(since) => {
-            let out_of_scope: BTreeSet<PersonId> = state
-                .people
-                .iter()
-                .filter(|(_, p)| !p.in_scope)
-                .map(|(id, _)| *id)
-                .collect();
-            tracing::info!(since = %since, pending = state.pending_people.len(), "Incremental read.");
-            gis.read_changed(since, &state.pending_people, &out_of_scope)
-                .await
+        Some(since) => read_changed(gis, flow, since).await,
+        None => read_all(gis, flow).await,
+    }
+}
+
+/// An incremental read (SPEC 5.4): small by nature, read whole, then planned.
+async fn read_changed(
+    gis: &GisClient,
+    flow: &mut Flow<'_, '_>,
+    since: DateTime<Utc>,
+) -> Result<ReadReport, Error> {
+    let state = &*flow.ledger.state;
+    let out_of_scope: BTreeSet<PersonId> = state
+        .people
+        .iter()
+        .filter(|(_, p)| !p.in_scope)
+        .map(|(id, _)| *id)
+        .collect();
+    let pending = state.pending_people.clone();
+    tracing::info!(since = %since, pending = pending.len(), "Incremental read.");
+    let snapshot = gis.read_changed(since, &pending, &out_of_scope).await?;
+    let people_read: HashSet<PersonId> = snapshot.people.iter().map(|p| p.id).collect();
+    for person in &snapshot.people {
+        flow.person(person).await?;
+    }
+    flow.identifies_done().await?;
+    for application in &snapshot.applications {
+        flow.application(application, &people_read).await?;
+    }
+    Ok(ReadReport {
+        full: false,
+        complete: false,
+        people: people_read.len(),
+        skipped: snapshot.skipped,
+    })
+}
+
+/// A full read (SPEC 3, 5.4): both lists scanned page by page, each page planned as it
+/// arrives; known people the scan did not see are re-checked by id before anyone is
+/// declared out of scope.
+async fn read_all(gis: &GisClient, flow: &mut Flow<'_, '_>) -> Result<ReadReport, Error> {
+    tracing::info!("Full read.");
+    let mut people_read: HashSet<PersonId> = HashSet::new();
+    let (deliver, mut pages) = mpsc::channel::<Vec<Person>>(PAGES_AHEAD);
+    let scanning = gis.scan(List::People, &mut people_read, deliver);
+    let planning = async {
+        while let Some(page) = pages.recv().await {
+            for person in &page {
+                flow.person(person).await?;
+            }
         }
-        None => {
-            tracing::info!("Full read.");
-            let mut snapshot = gis.read_all().await?;
-            recheck_missing(gis, state, &mut snapshot).await?;
-            Ok(snapshot)
+        Ok::<(), Error>(())
+    };
+    let (people, planned) = tokio::join!(scanning, planning);
+    planned?;
+    let people = people?;
+    let mut skipped = BTreeMap::new();
+    tally(&mut skipped, List::People, &people);
+    recheck_missing(gis, flow, &mut people_read, &mut skipped).await?;
+    flow.identifies_done().await?;
+
+    let mut applications_read: HashSet<u64> = HashSet::new();
+    let (deliver, mut pages) = mpsc::channel::<Vec<Application>>(PAGES_AHEAD);
+    let scanning = gis.scan(List::Applications, &mut applications_read, deliver);
+    let planning = async {
+        while let Some(page) = pages.recv().await {
+            for application in &page {
+                flow.application(application, &people_read).await?;
+            }
         }
+        Ok::<(), Error>(())
+    };
+    let (applications, planned) = tokio::join!(scanning, planning);
+    planned?;
+    let applications = applications?;
+    tally(&mut skipped, List::Applications, &applications);
+    let complete = people.complete && applications.complete;
+    if !complete {
+        tracing::info!(
+            "GIS's lists changed while they were read, even on a re-read; the next run reads everything again."
+        );
+    }
+    Ok(ReadReport {
+        full: true,
+        complete,
+        people: people_read.len(),
+        skipped,
+    })
+}
+
+/// Adds a scan's skips and duplicates to the run's skip counts.
+fn tally(skipped: &mut BTreeMap<String, u64>, list: List, report: &ScanReport) {
+    for (reason, n) in &report.skipped {
+        *skipped.entry(reason.clone()).or_default() += n;
+    }
+    if report.duplicates > 0 {
+        tracing::info!(
+            list = list.root(),
+            duplicates = report.duplicates,
+            "GIS returned some records twice while paging."
+        );
+        *skipped
+            .entry(format!("{}_duplicate", list.root()))
+            .or_default() += report.duplicates;
     }
 }
 
 /// A full read can miss a record that moved between pages while it was read (SPEC 3). Before
-/// the planner declares anyone out of scope, the in-scope people the state knows but the read
-/// did not see are looked up by id; those still in the configured LCs join the snapshot.
+/// anyone is declared out of scope, the in-scope people the state knows but the read did not
+/// see are looked up by id: those still in the configured LCs are planned as read, the
+/// others get `in_scope = false`.
 async fn recheck_missing(
     gis: &GisClient,
-    state: &State,
-    snapshot: &mut Snapshot,
-) -> Result<(), GisError> {
-    let seen: BTreeSet<PersonId> = snapshot.people.iter().map(|p| p.id).collect();
-    let missing: BTreeSet<PersonId> = state
+    flow: &mut Flow<'_, '_>,
+    people_read: &mut HashSet<PersonId>,
+    skipped: &mut BTreeMap<String, u64>,
+) -> Result<(), Error> {
+    let missing: BTreeSet<PersonId> = flow
+        .ledger
+        .state
         .people
         .iter()
-        .filter(|(id, person)| person.in_scope && !seen.contains(id))
+        .filter(|(id, person)| person.in_scope && !people_read.contains(id))
         .map(|(id, _)| *id)
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let found = gis
-        .read_people_in_scope_by_id(&missing, &mut snapshot.skipped)
-        .await?;
+    let found = gis.read_people_in_scope_by_id(&missing, skipped).await?;
     tracing::info!(
         missing = missing.len(),
         still_in_scope = found.len(),
         "Known people the full read did not see were looked up by id."
     );
-    snapshot.people.extend(found);
+    for person in &found {
+        if people_read.insert(person.id) {
+            flow.person(person).await?;
+        }
+    }
+    for person_id in missing {
+        if !people_read.contains(&person_id) {
+            flow.left_scope(person_id).await?;
+        }
+    }
     Ok(())
 }
 

@@ -15,10 +15,11 @@ use crate::data_dir::{self, LAST_RUN_FILE, PRIVATE_FILE_MODE};
 use crate::error::{self, Error};
 use crate::http::Counters;
 use crate::monitoring;
-use crate::plan::Plan;
+use crate::plan::PlanStats;
 use crate::state::State;
 use crate::summary::{RunOutcome, Summary};
 
+use super::read::ReadReport;
 use super::{DryRunPerson, Run, RunOptions};
 
 /// The result of a run that got as far as reading the state.
@@ -72,13 +73,30 @@ pub fn progress_bar(visible: bool) -> ProgressBar {
     }
 }
 
-/// Copies the plan's counts into the summary and logs what was skipped (info: counted).
-pub fn record_plan(summary: &mut Summary, plan: &Plan) {
-    let stats = &plan.stats;
+/// Shows progress while the run works (a spinner with the writes settled; hidden unless
+/// stderr is a terminal).
+pub fn show_progress(progress: &ProgressBar) {
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} writes settled")
+            .expect("a valid progress template"),
+    );
+    progress.set_message("syncing:");
+    progress.enable_steady_tick(std::time::Duration::from_millis(200));
+}
+
+/// Copies what the read and planning counted into the summary, and logs what was skipped
+/// (info: it is counted).
+pub fn record_read(
+    summary: &mut Summary,
+    stats: &PlanStats,
+    people_changed: usize,
+    read: &ReadReport,
+) {
+    summary.full_read = read.full;
     summary.people_seen = stats.people_seen;
     summary.applications_seen = stats.applications_seen;
-    summary.people_changed = plan.people.len() as u64;
-    for (reason, n) in &stats.skipped {
+    summary.people_changed = people_changed as u64;
+    for (reason, n) in read.skipped.iter().chain(&stats.skipped) {
         *summary.skipped.entry(reason.clone()).or_default() += n;
     }
     for (reason, id) in &stats.skipped_ids {

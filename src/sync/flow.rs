@@ -1,0 +1,277 @@
+//! The flow of one run's records (SPEC 4, 5.3): each person and application read is
+//! planned at once ([`Planner`]) and its writes go straight to customer.io ([`Sender`]),
+//! unless the gate is closed: while the large-change guard has not seen the whole change
+//! (it judges a run before anything is sent), and for good in a dry run, writes are held.
+//!
+//! So a first sync plans and sends as it reads and never holds the whole population; a run
+//! the guard must judge holds only its change.
+
+use std::collections::{BTreeMap, HashSet};
+
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::model::{Application, Person, PersonId};
+use crate::plan::{Identify, PersonPlan, Plan, Planner};
+use crate::state;
+
+use super::send::{Ledger, Sender, Work};
+
+/// Whether writes go out as they are planned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Sent as planned.
+    Open,
+    /// Held until the guard has judged the whole change (then sent, or refused).
+    UntilJudged,
+    /// Held for good: a dry run only shows them.
+    DryRun,
+}
+
+/// Planning and sending for one run.
+pub struct Flow<'a, 'c> {
+    pub planner: Planner<'a>,
+    pub ledger: Ledger<'a>,
+    pub sender: Sender<'c>,
+    gate: Gate,
+    held_identifies: Vec<Work>,
+    held_events: Vec<Work>,
+    /// People with at least one write planned in this run.
+    pub planned_people: HashSet<PersonId>,
+    /// People the state knew before this run who have events planned (for the guard).
+    pub known_with_events: HashSet<PersonId>,
+    data_dir: &'a std::path::Path,
+    started: chrono::DateTime<chrono::Utc>,
+    hard_deadline: Instant,
+    /// The state records this run as in progress (set before the first write goes out).
+    marked_in_progress: bool,
+}
+
+impl<'a, 'c> Flow<'a, 'c> {
+    /// A flow for a run that started at `started`.
+    pub fn new(
+        planner: Planner<'a>,
+        ledger: Ledger<'a>,
+        sender: Sender<'c>,
+        gate: Gate,
+        data_dir: &'a std::path::Path,
+        started: chrono::DateTime<chrono::Utc>,
+        hard_deadline: Instant,
+    ) -> Flow<'a, 'c> {
+        Flow {
+            planner,
+            ledger,
+            sender,
+            gate,
+            held_identifies: Vec::new(),
+            held_events: Vec::new(),
+            planned_people: HashSet::new(),
+            known_with_events: HashSet::new(),
+            data_dir,
+            started,
+            hard_deadline,
+            marked_in_progress: false,
+        }
+    }
+
+    /// Plans a person read from GIS (each distinct person once) and sends their identify.
+    ///
+    /// # Errors
+    /// The state cannot be saved (74).
+    pub async fn person(&mut self, person: &Person) -> Result<(), Error> {
+        let identify = self.planner.person(self.ledger.state, person);
+        match identify {
+            Some(identify) => self.identify(person.id, identify).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Plans `in_scope = false` for a known person a full read no longer finds.
+    ///
+    /// # Errors
+    /// The state cannot be saved (74).
+    pub async fn left_scope(&mut self, person_id: PersonId) -> Result<(), Error> {
+        match self.planner.left_scope(self.ledger.state, person_id) {
+            Some(identify) => self.identify(person_id, identify).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn identify(&mut self, person_id: PersonId, identify: Identify) -> Result<(), Error> {
+        self.route(Work::Identify {
+            person_id,
+            identify,
+        })
+        .await
+    }
+
+    /// Plans an application read from GIS (each distinct application once) and sends its
+    /// events; `people_read` are the people this run read (rule 5). Call it only after
+    /// [`Flow::identifies_done`].
+    ///
+    /// # Errors
+    /// The state cannot be saved (74).
+    pub async fn application(
+        &mut self,
+        application: &Application,
+        people_read: &HashSet<PersonId>,
+    ) -> Result<(), Error> {
+        let events = self
+            .planner
+            .application(self.ledger.state, application, |id| {
+                people_read.contains(&id)
+            });
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let person_id = first.after.person_id;
+        if self.ledger.state.people.contains_key(&person_id) {
+            self.known_with_events.insert(person_id);
+        }
+        self.route(Work::Events {
+            person_id,
+            application_id: application.id,
+            events,
+        })
+        .await
+    }
+
+    /// Every identify of the run is planned: wait until customer.io has settled them, so
+    /// events go only to people whose identify it confirmed (SPEC 4.4).
+    ///
+    /// # Errors
+    /// The state cannot be saved (74).
+    pub async fn identifies_done(&mut self) -> Result<(), Error> {
+        if self.gate == Gate::Open {
+            self.sender
+                .drain(&mut self.ledger, self.hard_deadline)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The guard let the change through: sends what was held, identifies first.
+    ///
+    /// # Errors
+    /// The state cannot be saved (74).
+    pub async fn open(&mut self) -> Result<(), Error> {
+        if self.gate != Gate::UntilJudged {
+            return Ok(());
+        }
+        self.gate = Gate::Open;
+        for work in std::mem::take(&mut self.held_identifies) {
+            self.submit(work).await?;
+        }
+        self.identifies_done().await?;
+        for work in std::mem::take(&mut self.held_events) {
+            self.submit(work).await?;
+        }
+        Ok(())
+    }
+
+    /// What a dry run shows: the held writes as a plan, by person.
+    pub fn held_plan(&mut self) -> Plan {
+        let mut people: BTreeMap<PersonId, PersonPlan> = BTreeMap::new();
+        let works = std::mem::take(&mut self.held_identifies)
+            .into_iter()
+            .chain(std::mem::take(&mut self.held_events));
+        for work in works {
+            let person_id = work.person_id();
+            let plan = people.entry(person_id).or_insert_with(|| PersonPlan {
+                person_id,
+                identify: None,
+                events: Vec::new(),
+            });
+            match work {
+                Work::Identify { identify, .. } => plan.identify = Some(identify),
+                Work::Events { events, .. } => plan.events.extend(events),
+            }
+        }
+        for plan in people.values_mut() {
+            plan.events.sort_by_key(|e| e.application_id);
+        }
+        Plan {
+            people: people.into_values().collect(),
+            stats: self.planner.stats.clone(),
+        }
+    }
+
+    /// Waits for everything in flight to settle (or the hard deadline).
+    ///
+    /// # Errors
+    /// The state cannot be saved (74).
+    pub async fn finish(&mut self) -> Result<(), Error> {
+        self.sender
+            .drain(&mut self.ledger, self.hard_deadline)
+            .await
+    }
+
+    /// Stops sending for `reason`: nothing new starts; what is in flight settles.
+    pub fn stop(&mut self, reason: Error) {
+        self.sender.stop(reason);
+    }
+
+    /// Ends the run's writes and saves the state. A run nothing stopped completes: its
+    /// unfinished people stay pending, and the watermark advances (the last full read too,
+    /// when `full_read_complete` is `Some(true)`). A stopped run keeps everyone it touched
+    /// pending, for the next run to resume.
+    ///
+    /// # Errors
+    /// What stopped the run, else a save that failed (74).
+    pub fn close(&mut self, full_read_complete: Option<bool>) -> Result<(), Error> {
+        let stop = self.sender.take_stop();
+        let state = &mut *self.ledger.state;
+        if stop.is_none() {
+            state.pending_people = self.ledger.unfinished.iter().copied().collect();
+            state.complete_run(self.started, full_read_complete == Some(true));
+        }
+        let saved = if self.marked_in_progress || stop.is_none() {
+            state::save(self.data_dir, state)
+        } else {
+            Ok(())
+        };
+        match (stop, saved) {
+            (Some(e), Err(save)) => {
+                tracing::warn!(error = %crate::error::chain(&save), "The state could not be saved after the run stopped.");
+                Err(e)
+            }
+            (Some(e), Ok(())) => Err(e),
+            (None, saved) => saved.map_err(Error::from),
+        }
+    }
+
+    /// Sends or holds `work`.
+    async fn route(&mut self, work: Work) -> Result<(), Error> {
+        self.planned_people.insert(work.person_id());
+        match (&self.gate, &work) {
+            (Gate::Open, _) => self.submit(work).await,
+            (_, Work::Identify { .. }) => {
+                self.held_identifies.push(work);
+                Ok(())
+            }
+            (_, Work::Events { .. }) => {
+                self.held_events.push(work);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `work`, recording its person as pending first; events of a person whose
+    /// identify was rejected wait for a later run.
+    async fn submit(&mut self, work: Work) -> Result<(), Error> {
+        if !self.marked_in_progress {
+            // A kill from here on leaves a state that says a run was under way, so the next
+            // run resumes (the large-change guard does not judge a resumed run).
+            self.ledger.state.run_in_progress = Some(self.started);
+            state::save(self.data_dir, self.ledger.state)?;
+            self.marked_in_progress = true;
+        }
+        let person_id = work.person_id();
+        self.ledger.state.pending_people.insert(person_id);
+        if matches!(work, Work::Events { .. }) && self.ledger.blocked.contains(&person_id) {
+            self.ledger.hold(&work);
+            return Ok(());
+        }
+        self.sender.submit(work, &mut self.ledger).await
+    }
+}
