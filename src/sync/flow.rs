@@ -8,8 +8,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use tokio::time::Instant;
-
 use crate::error::Error;
 use crate::model::{Application, Person, PersonId};
 use crate::plan::{Identify, PersonPlan, Plan, Planner};
@@ -42,7 +40,6 @@ pub struct Flow<'a, 'c> {
     pub known_with_events: HashSet<PersonId>,
     data_dir: &'a std::path::Path,
     started: chrono::DateTime<chrono::Utc>,
-    hard_deadline: Instant,
     /// The state records this run as in progress (set before the first write goes out).
     marked_in_progress: bool,
 }
@@ -56,7 +53,6 @@ impl<'a, 'c> Flow<'a, 'c> {
         gate: Gate,
         data_dir: &'a std::path::Path,
         started: chrono::DateTime<chrono::Utc>,
-        hard_deadline: Instant,
     ) -> Flow<'a, 'c> {
         Flow {
             planner,
@@ -69,7 +65,6 @@ impl<'a, 'c> Flow<'a, 'c> {
             known_with_events: HashSet::new(),
             data_dir,
             started,
-            hard_deadline,
             marked_in_progress: false,
         }
     }
@@ -143,9 +138,7 @@ impl<'a, 'c> Flow<'a, 'c> {
     /// The state cannot be saved (74).
     pub async fn identifies_done(&mut self) -> Result<(), Error> {
         if self.gate == Gate::Open {
-            self.sender
-                .drain(&mut self.ledger, self.hard_deadline)
-                .await?;
+            self.sender.drain(&mut self.ledger).await?;
         }
         Ok(())
     }
@@ -201,9 +194,7 @@ impl<'a, 'c> Flow<'a, 'c> {
     /// # Errors
     /// The state cannot be saved (74).
     pub async fn finish(&mut self) -> Result<(), Error> {
-        self.sender
-            .drain(&mut self.ledger, self.hard_deadline)
-            .await
+        self.sender.drain(&mut self.ledger).await
     }
 
     /// Stops sending for `reason`: nothing new starts; what is in flight settles.
@@ -211,19 +202,24 @@ impl<'a, 'c> Flow<'a, 'c> {
         self.sender.stop(reason);
     }
 
-    /// Ends the run's writes and saves the state. A run nothing stopped completes: its
-    /// unfinished people stay pending, and the watermark advances (the last full read too,
-    /// when `full_read_complete` is `Some(true)`). A stopped run keeps everyone it touched
-    /// pending, for the next run to resume.
+    /// Ends the run's writes and saves the state. A run nothing stopped completes: the
+    /// people it could not finish stay pending, the others leave the list, and the
+    /// watermark advances (the last full read too, when `full_read_complete` is
+    /// `Some(true)`). A stopped run adds the people it could not finish to the list; the
+    /// rest of what it did not send, the next run reads again (its read starts where this
+    /// one's did: the watermark and the last full read did not move).
     ///
     /// # Errors
     /// What stopped the run, else a save that failed (74).
     pub fn close(&mut self, full_read_complete: Option<bool>) -> Result<(), Error> {
         let stop = self.sender.take_stop();
         let state = &mut *self.ledger.state;
+        let unfinished = self.ledger.unfinished.iter().copied();
         if stop.is_none() {
-            state.pending_people = self.ledger.unfinished.iter().copied().collect();
+            state.pending_people = unfinished.collect();
             state.complete_run(self.started, full_read_complete == Some(true));
+        } else {
+            state.pending_people.extend(unfinished);
         }
         let saved = if self.marked_in_progress || stop.is_none() {
             state::save(self.data_dir, state)
@@ -256,8 +252,7 @@ impl<'a, 'c> Flow<'a, 'c> {
         }
     }
 
-    /// Sends `work`, recording its person as pending first; events of a person whose
-    /// identify was rejected wait for a later run.
+    /// Sends `work`; events of a person whose identify was rejected wait for a later run.
     async fn submit(&mut self, work: Work) -> Result<(), Error> {
         if !self.marked_in_progress {
             // A kill from here on leaves a state that says a run was under way, so the next
@@ -267,7 +262,6 @@ impl<'a, 'c> Flow<'a, 'c> {
             self.marked_in_progress = true;
         }
         let person_id = work.person_id();
-        self.ledger.state.pending_people.insert(person_id);
         if matches!(work, Work::Events { .. }) && self.ledger.blocked.contains(&person_id) {
             self.ledger.hold(&work);
             return Ok(());

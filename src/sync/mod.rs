@@ -214,13 +214,11 @@ impl Run<'_> {
                 checkpoint: Checkpoint::new(&config.data_dir, config.safety.time_budget),
                 blocked: HashSet::new(),
                 unfinished: HashSet::new(),
-                touched: HashSet::new(),
             },
-            Sender::new(&cio, config.customerio.api, self.deadlines.soft),
+            Sender::new(&cio, config.customerio.api, self.deadlines),
             gate,
             &config.data_dir,
             self.now,
-            self.deadlines.hard,
         );
         let read = read::read(&gis, &mut flow, since).await;
         self.counters.token_refreshes = gis.token_refreshes();

@@ -13,9 +13,12 @@
 //!   finish until the hard deadline and is settled, then the rest is abandoned (SPEC 2
 //!   `time_budget`: the next run resumes, and customer.io discards resent events by id).
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
@@ -29,13 +32,56 @@ use crate::plan::{EventData, Identify, PlannedEvent};
 use crate::state::State;
 use crate::summary::{Rejection, Summary};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, Deadlines};
 
 /// Units in flight at once with `api = "v1"` (each a person's identify or an application's
 /// events, sent in order).
 const V1_CONCURRENCY: usize = 16;
 /// v2 batches in flight at once.
 const BATCH_CONCURRENCY: usize = 4;
+
+/// How many recent request durations [`Pace`] remembers.
+const PACE_WINDOW: usize = 16;
+
+/// When a request may start: before the soft deadline, and only if a request as slow as the
+/// recent ones would still be answered before the hard deadline (else its writes would be
+/// abandoned in flight and sent again by the next run). Shared by the sender and its v1
+/// tasks (the runtime has one thread).
+#[derive(Clone)]
+struct Pace(Rc<RefCell<PaceInner>>);
+
+struct PaceInner {
+    soft: Instant,
+    hard: Instant,
+    recent: VecDeque<Duration>,
+}
+
+impl Pace {
+    fn new(deadlines: Deadlines) -> Pace {
+        Pace(Rc::new(RefCell::new(PaceInner {
+            soft: deadlines.soft,
+            hard: deadlines.hard,
+            recent: VecDeque::with_capacity(PACE_WINDOW),
+        })))
+    }
+
+    /// Whether a request may start now.
+    fn may_start(&self) -> bool {
+        let pace = self.0.borrow();
+        let now = Instant::now();
+        let expected = pace.recent.iter().max().copied().unwrap_or_default();
+        now < pace.soft && now + expected <= pace.hard
+    }
+
+    /// Remembers how long one request took.
+    fn record(&self, took: Duration) {
+        let mut pace = self.0.borrow_mut();
+        if pace.recent.len() == PACE_WINDOW {
+            pace.recent.pop_front();
+        }
+        pace.recent.push_back(took);
+    }
+}
 
 /// One unit of work for customer.io.
 #[derive(Debug, Clone)]
@@ -106,10 +152,8 @@ pub struct Ledger<'a> {
     pub checkpoint: Checkpoint<'a>,
     /// People whose identify customer.io rejected in this run: their events wait.
     pub blocked: HashSet<PersonId>,
-    /// People with a write rejected or held back in this run: still pending.
+    /// People with a write rejected, cut short or held back in this run: still pending.
     pub unfinished: HashSet<PersonId>,
-    /// People this run submitted writes for: pending while the run has not completed.
-    pub touched: HashSet<PersonId>,
 }
 
 impl Ledger<'_> {
@@ -168,7 +212,6 @@ impl Ledger<'_> {
 
     /// Records `work` as not sent in this run (its person stays pending).
     pub fn hold(&mut self, work: &Work) {
-        self.touched.insert(work.person_id());
         self.unfinished.insert(work.person_id());
     }
 
@@ -201,22 +244,25 @@ pub struct Sender<'c> {
     /// The batch being packed (`api = "batch"`): its units and their operations.
     packing: Vec<(Work, Vec<BatchOp>)>,
     packer: Packer,
-    /// No request starts after this instant.
-    soft_deadline: Instant,
+    /// When requests may start.
+    pace: Pace,
+    /// In-flight requests are abandoned at this instant.
+    hard_deadline: Instant,
     /// What stopped sending: a fatal customer.io error, or the deadline.
     stopped: Option<Error>,
 }
 
 impl<'c> Sender<'c> {
     /// A sender on `cio` with the configured API.
-    pub fn new(cio: &'c CioClient, api: CioApi, soft_deadline: Instant) -> Sender<'c> {
+    pub fn new(cio: &'c CioClient, api: CioApi, deadlines: Deadlines) -> Sender<'c> {
         Sender {
             cio,
             api,
             in_flight: FuturesUnordered::new(),
             packing: Vec::new(),
             packer: Packer::default(),
-            soft_deadline,
+            pace: Pace::new(deadlines),
+            hard_deadline: deadlines.hard,
             stopped: None,
         }
     }
@@ -237,17 +283,16 @@ impl<'c> Sender<'c> {
     /// # Errors
     /// The state cannot be saved at a checkpoint (74).
     pub async fn submit(&mut self, work: Work, ledger: &mut Ledger<'_>) -> Result<(), Error> {
-        if self.stopped.is_none() && Instant::now() >= self.soft_deadline {
+        if self.stopped.is_none() && !self.pace.may_start() {
             self.stop(Error::TimeBudget(ledger.checkpoint.budget()));
         }
         if self.stopped.is_some() {
             ledger.hold(&work);
             return Ok(());
         }
-        ledger.touched.insert(work.person_id());
         match self.api {
             CioApi::V1 => {
-                let flight = v1_flight(self.cio, work, self.soft_deadline);
+                let flight = v1_flight(self.cio, work, self.pace.clone());
                 self.launch(flight, V1_CONCURRENCY, ledger).await
             }
             CioApi::Batch => self.pack(work, ledger).await,
@@ -259,25 +304,14 @@ impl<'c> Sender<'c> {
     ///
     /// # Errors
     /// The state cannot be saved at a checkpoint (74).
-    pub async fn drain(
-        &mut self,
-        ledger: &mut Ledger<'_>,
-        hard_deadline: Instant,
-    ) -> Result<(), Error> {
+    pub async fn drain(&mut self, ledger: &mut Ledger<'_>) -> Result<(), Error> {
         self.seal(ledger).await?;
-        loop {
-            match tokio::time::timeout_at(hard_deadline, self.in_flight.next()).await {
-                Ok(Some(landed)) => self.land(landed, ledger)?,
-                Ok(None) => return Ok(()),
-                Err(_) => {
-                    // Abandoned: their people stay pending (the run did not complete) and
-                    // the writes are resent next run, events with the same ids.
-                    self.in_flight = FuturesUnordered::new();
-                    self.stop(Error::TimeBudget(ledger.checkpoint.budget()));
-                    return Ok(());
-                }
+        while !self.in_flight.is_empty() {
+            if !self.land_next(ledger).await? {
+                break;
             }
         }
+        Ok(())
     }
 
     /// Packs `work` into the current batch, sealing it first when `work` does not fit.
@@ -306,7 +340,7 @@ impl<'c> Sender<'c> {
     ) -> Result<(), Error> {
         match work {
             Work::Identify { .. } => {
-                let flight = v1_flight(self.cio, work, self.soft_deadline);
+                let flight = v1_flight(self.cio, work, self.pace.clone());
                 self.launch(flight, BATCH_CONCURRENCY, ledger).await
             }
             Work::Events {
@@ -339,14 +373,23 @@ impl<'c> Sender<'c> {
         }
     }
 
-    /// Sends the packed batch.
+    /// Sends the packed batch (or holds it, when it could not be answered in time).
     async fn seal(&mut self, ledger: &mut Ledger<'_>) -> Result<(), Error> {
         if self.packing.is_empty() {
             return Ok(());
         }
         let units = std::mem::take(&mut self.packing);
         self.packer.reset();
-        let flight = batch_flight(self.cio, units);
+        if self.stopped.is_none() && !self.pace.may_start() {
+            self.stop(Error::TimeBudget(ledger.checkpoint.budget()));
+        }
+        if self.stopped.is_some() {
+            for (work, _) in &units {
+                ledger.hold(work);
+            }
+            return Ok(());
+        }
+        let flight = batch_flight(self.cio, units, self.pace.clone());
         self.launch(flight, BATCH_CONCURRENCY, ledger).await
     }
 
@@ -358,13 +401,32 @@ impl<'c> Sender<'c> {
         ledger: &mut Ledger<'_>,
     ) -> Result<(), Error> {
         while self.in_flight.len() >= limit {
-            match self.in_flight.next().await {
-                Some(landed) => self.land(landed, ledger)?,
-                None => break,
+            if !self.land_next(ledger).await? {
+                // The budget ran out while waiting: this flight never leaves.
+                return Ok(());
             }
         }
         self.in_flight.push(flight);
         Ok(())
+    }
+
+    /// Waits for the next flight to land and settles it; `Ok(false)` when the hard deadline
+    /// came first: everything still in flight is abandoned and sending stops (the writes
+    /// are sent again by the next run, events with the same ids; it reads where this run
+    /// read, as neither the watermark nor the last full read moves).
+    async fn land_next(&mut self, ledger: &mut Ledger<'_>) -> Result<bool, Error> {
+        match tokio::time::timeout_at(self.hard_deadline, self.in_flight.next()).await {
+            Ok(Some(landed)) => {
+                self.land(landed, ledger)?;
+                Ok(true)
+            }
+            Ok(None) => Ok(true),
+            Err(_) => {
+                self.in_flight = FuturesUnordered::new();
+                self.stop(Error::TimeBudget(ledger.checkpoint.budget()));
+                Ok(false)
+            }
+        }
     }
 
     fn land(&mut self, landed: Landed, ledger: &mut Ledger<'_>) -> Result<(), Error> {
@@ -372,6 +434,12 @@ impl<'c> Sender<'c> {
             self.stop(fatal.into());
         }
         for (work, outcomes) in &landed.units {
+            let refused = matches!(outcomes.last(), Some(Outcome::Rejected(_)));
+            if outcomes.len() < work.writes() && !refused && self.stopped.is_none() {
+                // A unit cut short because its next request could not be answered in time:
+                // the run stops here and the next one resumes.
+                self.stop(Error::TimeBudget(ledger.checkpoint.budget()));
+            }
             ledger.settle(work, outcomes)?;
         }
         Ok(())
@@ -379,8 +447,8 @@ impl<'c> Sender<'c> {
 }
 
 /// One v1 unit: its writes in order, stopping at the first refusal, at a fatal error, or
-/// (after the first write) at the soft deadline.
-fn v1_flight(cio: &CioClient, work: Work, soft_deadline: Instant) -> Flight<'_> {
+/// (after the first write) when the pace says no new request may start.
+fn v1_flight(cio: &CioClient, work: Work, pace: Pace) -> Flight<'_> {
     Box::pin(async move {
         let mut outcomes = Vec::new();
         let mut fatal = None;
@@ -388,18 +456,25 @@ fn v1_flight(cio: &CioClient, work: Work, soft_deadline: Instant) -> Flight<'_> 
             Work::Identify {
                 person_id,
                 identify,
-            } => match cio.identify(*person_id, &identify.attributes).await {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => fatal = Some(e),
-            },
+            } => {
+                let started = Instant::now();
+                match cio.identify(*person_id, &identify.attributes).await {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(e) => fatal = Some(e),
+                }
+                pace.record(started.elapsed());
+            }
             Work::Events {
                 person_id, events, ..
             } => {
                 for event in events {
-                    if !outcomes.is_empty() && Instant::now() >= soft_deadline {
+                    if !outcomes.is_empty() && !pace.may_start() {
                         break;
                     }
-                    match cio.track(*person_id, wire(event)).await {
+                    let started = Instant::now();
+                    let answer = cio.track(*person_id, wire(event)).await;
+                    pace.record(started.elapsed());
+                    match answer {
                         Ok(outcome) => {
                             let refused = matches!(outcome, Outcome::Rejected(_));
                             outcomes.push(outcome);
@@ -423,10 +498,13 @@ fn v1_flight(cio: &CioClient, work: Work, soft_deadline: Instant) -> Flight<'_> 
 }
 
 /// One v2 batch of whole units; each unit gets the outcomes of its operations.
-fn batch_flight(cio: &CioClient, units: Vec<(Work, Vec<BatchOp>)>) -> Flight<'_> {
+fn batch_flight(cio: &CioClient, units: Vec<(Work, Vec<BatchOp>)>, pace: Pace) -> Flight<'_> {
     Box::pin(async move {
         let ops: Vec<BatchOp> = units.iter().flat_map(|(_, ops)| ops.clone()).collect();
-        match cio.batch(&ops).await {
+        let started = Instant::now();
+        let answer = cio.batch(&ops).await;
+        pace.record(started.elapsed());
+        match answer {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
                 let units = units

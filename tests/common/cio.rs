@@ -37,6 +37,57 @@ pub fn content(cio: &FakeCio) -> Content {
     }
 }
 
+impl Content {
+    /// What differs from `expected`, in a few lines: profiles missing, extra or different,
+    /// events missing or extra (an event stored twice counts as extra). Empty when equal.
+    pub fn diff(&self, expected: &Content) -> String {
+        let mut out = Vec::new();
+        for (id, attributes) in &expected.profiles {
+            match self.profiles.get(id) {
+                None => out.push(format!("profile {id} missing")),
+                Some(got) if got != attributes => {
+                    out.push(format!("profile {id} differs: {got:?} != {attributes:?}"))
+                }
+                Some(_) => {}
+            }
+        }
+        for id in self.profiles.keys() {
+            if !expected.profiles.contains_key(id) {
+                out.push(format!("profile {id} extra"));
+            }
+        }
+        let (mut got, mut want) = (
+            self.events.iter().peekable(),
+            expected.events.iter().peekable(),
+        );
+        loop {
+            match (got.peek(), want.peek()) {
+                (Some(g), Some(w)) if g == w => {
+                    got.next();
+                    want.next();
+                }
+                (Some(g), Some(w)) if g < w => out.push(format!("event extra: {:?}", got.next())),
+                (_, Some(_)) => out.push(format!("event missing: {:?}", want.next())),
+                (Some(_), None) => out.push(format!("event extra: {:?}", got.next())),
+                (None, None) => break,
+            }
+        }
+        let shown: Vec<String> = out.iter().take(12).cloned().collect();
+        if out.len() > shown.len() {
+            format!("{} differences, first: {}", out.len(), shown.join("; "))
+        } else {
+            shown.join("; ")
+        }
+    }
+}
+
+/// Fails with [`Content::diff`] unless `actual` equals `expected`.
+#[track_caller]
+pub fn assert_same_content(actual: &Content, expected: &Content, what: &str) {
+    let diff = actual.diff(expected);
+    assert!(diff.is_empty(), "{what}: {diff}");
+}
+
 /// Requests `cio` received on its write endpoints (`/api/v1/customers…`: identifies and
 /// events; `/api/v2/…`: batches and entities), whatever their method and whatever the
 /// answer (failed, dropped or redirected ones count too). The region check is not one.
