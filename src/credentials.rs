@@ -9,6 +9,12 @@
 //! the current access token until it expires, so a run every five minutes does not burn a
 //! refresh each time.
 //!
+//! Every process sharing the data dir (a run, `check`, a dry run, any command that gets its
+//! client from [`gis_client`]) refreshes only under the OAuth refresh lock
+//! (`gis-oauth.lock`, [`crate::lock::try_acquire_refresh`]): it re-reads this file under the
+//! lock, refreshes, saves, releases. Temp files a killed writer of this file left behind are
+//! removed under that lock.
+//!
 //! Invariants: the file is written atomically and 0600 ([`crate::data_dir::write_atomic`]); the
 //! caller saves the rotated refresh token *before* using the new access token, so a crash in
 //! between never strands a used-up token; secrets stay [`Secret`] in memory and never appear
@@ -26,8 +32,9 @@ use tokio::time::Instant;
 
 use crate::config::{Config, GisAuth, Secret};
 use crate::data_dir::{self, DataDirError, OAUTH_FILE, PRIVATE_FILE_MODE};
-use crate::gis::{GisClient, GisError, TokenStore};
+use crate::gis::{GisClient, GisError, RefreshLock, StoredTokens, TokenStore};
 use crate::http::RetryPolicy;
+use crate::lock;
 
 /// The format of [`OAUTH_FILE`] this build reads and writes.
 pub const OAUTH_VERSION: u32 = 1;
@@ -232,17 +239,20 @@ struct OAuthFile {
     access_token_expires_at: Option<DateTime<Utc>>,
 }
 
-/// A GIS client for `config`, with OAuth tokens kept in `data_dir` (the static token needs
-/// no store).
+/// A GIS client for `config`, with OAuth tokens kept in `data_dir` (created if missing)
+/// and refreshed under its refresh lock (the static token needs no store).
 ///
 /// # Errors
-/// When the HTTP client cannot be built.
+/// When the HTTP client cannot be built, or (OAuth) the data dir cannot be created.
 pub fn gis_client(config: &Config, deadline: Option<Instant>) -> Result<GisClient, GisError> {
     let store: Option<Arc<dyn TokenStore>> = match &config.gis.auth {
-        GisAuth::OAuth(oauth) => Some(Arc::new(DataDirTokenStore {
-            data_dir: config.data_dir.clone(),
-            seed: oauth.refresh_token.clone(),
-        })),
+        GisAuth::OAuth(oauth) => {
+            data_dir::ensure(&config.data_dir).map_err(|e| GisError::Persist(e.to_string()))?;
+            Some(Arc::new(DataDirTokenStore {
+                data_dir: config.data_dir.clone(),
+                seed: oauth.refresh_token.clone(),
+            }))
+        }
         GisAuth::Token(_) => None,
     };
     GisClient::new(&config.gis, store, RetryPolicy::default(), deadline)
@@ -256,13 +266,38 @@ struct DataDirTokenStore {
 }
 
 impl TokenStore for DataDirTokenStore {
-    fn load(&self) -> Result<(Secret, Option<Secret>), String> {
+    fn load(&self) -> Result<StoredTokens, String> {
         let stored = load(&self.data_dir).map_err(|e| e.to_string())?;
         let refresh = current_refresh_token(stored.as_ref(), &self.seed);
-        let cached = stored
+        let now = Utc::now();
+        let live = stored
             .as_ref()
-            .and_then(|s| s.usable_access_token(&self.seed, Utc::now()).cloned());
-        Ok((refresh, cached))
+            .filter(|s| s.descends_from(&self.seed))
+            .and_then(|s| s.access_token.as_ref())
+            .filter(|cached| cached.expires_at > now);
+        Ok(StoredTokens {
+            refresh_is_seed: refresh == self.seed,
+            refresh,
+            access: live.map(|cached| cached.token.clone()),
+            access_expiring: stored
+                .as_ref()
+                .and_then(|s| s.usable_access_token(&self.seed, now))
+                .is_none(),
+        })
+    }
+
+    fn try_lock(&self) -> Result<Option<RefreshLock>, String> {
+        let path = lock::refresh_lock_path(&self.data_dir);
+        match lock::try_acquire_refresh(&self.data_dir) {
+            Ok(Some(held)) => {
+                // Only a holder of this lock writes the credential file: any temp file of it
+                // now is what a writer killed mid-save left behind.
+                data_dir::remove_stale_temp_files(&self.data_dir, &[OAUTH_FILE]);
+                Ok(Some(Box::new(held)))
+            }
+            Ok(None) => Ok(None),
+            Err(err) => Err(format!("cannot lock {}: {err}", path.display())),
+        }
     }
 
     fn save(

@@ -1,4 +1,10 @@
-//! The run lock: `<data_dir>/ciosync.lock`, exclusive and non-blocking (SPEC 5.1).
+//! The run lock: `<data_dir>/ciosync.lock`, exclusive and non-blocking (SPEC 5.1); and the
+//! OAuth refresh lock, `<data_dir>/gis-oauth.lock` (SPEC 2), which serializes GIS token
+//! refreshes across every process sharing the data dir. The two are apart so `check` (which
+//! refreshes but never takes the run lock) waits for another refresh, never for a run. A
+//! process may take the refresh lock while it holds the run lock, never the other way round,
+//! so the two cannot deadlock. Waiting for the refresh lock (bounded) is the GIS client's
+//! job: here it is only tried.
 //!
 //! The lock is an `flock` on an open file, so it dies with the process: a crashed or killed
 //! run never leaves a stale lock to delete by hand (the PHP connector's directory lock did).
@@ -13,7 +19,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::data_dir::{DataDirError, LOCK_FILE};
+use crate::data_dir::{DataDirError, LOCK_FILE, OAUTH_LOCK_FILE};
 use crate::error::Error;
 
 /// `<data_dir>/ciosync.lock`.
@@ -21,8 +27,13 @@ pub fn lock_path(data_dir: &Path) -> PathBuf {
     data_dir.join(LOCK_FILE)
 }
 
-/// Proof that this process holds the data dir's lock; released when dropped (or when the
-/// process dies).
+/// `<data_dir>/gis-oauth.lock`.
+pub fn refresh_lock_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(OAUTH_LOCK_FILE)
+}
+
+/// Proof that this process holds one of the data dir's locks; released when dropped (or
+/// when the process dies).
 #[derive(Debug)]
 pub struct DataDirLock {
     /// Holding the open file is what holds the lock.
@@ -65,7 +76,18 @@ pub fn acquire(data_dir: &Path) -> Result<DataDirLock, Error> {
 /// # Errors
 /// Any I/O error other than contention (the lock file cannot be created or locked).
 pub fn try_acquire(data_dir: &Path) -> io::Result<Option<DataDirLock>> {
-    let path = lock_path(data_dir);
+    try_lock(lock_path(data_dir))
+}
+
+/// Takes the OAuth refresh lock without waiting: `Ok(None)` while another process refreshes.
+///
+/// # Errors
+/// Any I/O error other than contention (the lock file cannot be created or locked).
+pub fn try_acquire_refresh(data_dir: &Path) -> io::Result<Option<DataDirLock>> {
+    try_lock(refresh_lock_path(data_dir))
+}
+
+fn try_lock(path: PathBuf) -> io::Result<Option<DataDirLock>> {
     let file = open_lock_file(&path)?;
     match fs2::FileExt::try_lock_exclusive(&file) {
         Ok(()) => Ok(Some(DataDirLock { file, path })),
@@ -128,6 +150,28 @@ mod tests {
         assert!(try_acquire(dir.path()).expect("try again").is_none());
         drop(first);
         assert!(try_acquire(dir.path()).expect("after drop").is_some());
+    }
+
+    #[test]
+    fn the_refresh_lock_is_apart_from_the_run_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let run = try_acquire(dir.path()).expect("lock").expect("free");
+        let refresh = try_acquire_refresh(dir.path())
+            .expect("lock")
+            .expect("a run does not hold the refresh lock");
+        assert_eq!(refresh.path(), refresh_lock_path(dir.path()));
+        assert!(try_acquire_refresh(dir.path()).expect("again").is_none());
+        assert!(
+            is_held(dir.path()).expect("status"),
+            "the run lock is still held"
+        );
+        drop(run);
+        assert!(
+            try_acquire(dir.path()).expect("lock").is_some(),
+            "a refresh does not hold the run lock"
+        );
+        drop(refresh);
+        assert!(try_acquire_refresh(dir.path()).expect("lock").is_some());
     }
 
     #[test]

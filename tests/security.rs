@@ -350,6 +350,7 @@ fn data_dir_files_are_private_whatever_the_umask() {
         "gis-oauth.json",
         "last_run.json",
         "ciosync.lock",
+        "gis-oauth.lock",
     ];
     for name in files {
         assert_eq!(mode(&env.data_dir().join(name)), 0o600, "{name}");

@@ -20,6 +20,7 @@ mod fake_gis;
 mod fault_matrix;
 mod incremental;
 mod monitoring;
+mod oauth;
 mod run;
 mod safety;
 mod security;

@@ -4,12 +4,18 @@
 //! Read-only by construction: the only documents it sends are the `query` constants below.
 //! Knows nothing about customer.io, state or planning; rotated refresh tokens are persisted
 //! through a [`TokenStore`] the caller provides.
+//!
+//! OAuth (SPEC 2, 3): every refresh happens under the store's exclusive refresh lock, which
+//! every process sharing the store takes: re-read the persisted tokens under it, refresh,
+//! persist, release. A process whose access token another process replaced uses the new
+//! one instead of refreshing again, so no refresh token is presented twice.
 
 pub mod decode;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
@@ -83,14 +89,37 @@ pub enum GisError {
     Persist(String),
 }
 
+/// How often a process waiting for another one's OAuth refresh tries the lock again.
+const REFRESH_LOCK_POLL: Duration = Duration::from_millis(20);
+/// How many times one request may get a 401 and renew its access token (each renewal
+/// caused by another process's refresh, or the first expiry) before it gives up.
+const MAX_RENEWALS: u32 = 8;
+
+/// The OAuth tokens a [`TokenStore`] holds now.
+pub struct StoredTokens {
+    /// The refresh token to present next: the persisted (rotated) one, or the seed.
+    pub refresh: Secret,
+    /// Whether `refresh` is the configured seed (nothing rotated is persisted for it yet).
+    pub refresh_is_seed: bool,
+    /// The access token persisted with `refresh`, until it expires.
+    pub access: Option<Secret>,
+    /// Whether `access` expires within a margin: a process starting out refreshes rather than
+    /// start with it, but one that got a 401 takes it (another process just refreshed, and
+    /// refreshing again would revoke that process's token).
+    pub access_expiring: bool,
+}
+
+/// Proof that this process holds a [`TokenStore`]'s refresh lock; dropping it releases it.
+pub type RefreshLock = Box<dyn std::any::Any + Send>;
+
 /// Where OAuth tokens live between runs (SPEC 2: the rotated refresh token is persisted in
-/// `data_dir` before the new access token is used).
+/// `data_dir` before the new access token is used), shared by every process.
 pub trait TokenStore: Send + Sync {
-    /// The refresh token to use next, and a cached access token if one is still valid.
+    /// The tokens persisted now.
     ///
     /// # Errors
     /// A message when the store cannot be read.
-    fn load(&self) -> Result<(Secret, Option<Secret>), String>;
+    fn load(&self) -> Result<StoredTokens, String>;
     /// Persists a rotated refresh token (and the access token issued with it).
     ///
     /// # Errors
@@ -101,6 +130,12 @@ pub trait TokenStore: Send + Sync {
         access: &Secret,
         expires_in: Option<u64>,
     ) -> Result<(), String>;
+    /// Takes the exclusive lock that serializes refreshes across processes, if it is free:
+    /// `Ok(None)` while another process holds it (the caller waits and tries again).
+    ///
+    /// # Errors
+    /// A message when the lock cannot be created or taken.
+    fn try_lock(&self) -> Result<Option<RefreshLock>, String>;
 }
 
 /// People and applications read in one run, decoded, de-duplicated, with what was skipped.
@@ -117,9 +152,40 @@ enum Auth {
     OAuth {
         config: OAuthConfig,
         store: Arc<dyn TokenStore>,
-        /// The access token in use, with a generation number so concurrent 401s refresh once.
-        current: Mutex<(Option<Secret>, u64)>,
+        current: Mutex<CurrentToken>,
+        /// How long to wait for another process's refresh: as long as one can take.
+        lock_wait: Duration,
     },
+}
+
+/// The OAuth access token this client uses now.
+#[derive(Default)]
+struct CurrentToken {
+    access: Option<Secret>,
+    /// The refresh token persisted with `access`: while the store still holds it, no other
+    /// process has refreshed since.
+    refresh: Option<Secret>,
+    /// Bumped at every change, so concurrent 401s on one token renew it once.
+    generation: u64,
+}
+
+impl CurrentToken {
+    fn install(&mut self, access: Secret, refresh: Secret) {
+        self.access = Some(access);
+        self.refresh = Some(refresh);
+        self.generation += 1;
+    }
+}
+
+/// What renewing the access token after a 401 did.
+enum Renewed {
+    /// Took a newer token another request or process obtained.
+    Adopted,
+    /// Refreshed it at the token endpoint.
+    Refreshed,
+    /// Nothing: GIS refused a token this request's own refresh had just obtained, and no
+    /// other process has refreshed since, so a new one would fare no better.
+    Refused,
 }
 
 /// A GIS client for one run.
@@ -154,7 +220,10 @@ impl GisClient {
             (GisAuth::OAuth(oauth), Some(store)) => Auth::OAuth {
                 config: oauth.clone(),
                 store,
-                current: Mutex::new((None, 0)),
+                current: Mutex::new(CurrentToken::default()),
+                // A refresh holds the lock through its retries: every attempt may time out
+                // and be followed by the longest backoff.
+                lock_wait: (config.request_timeout + policy.cap) * policy.max_attempts,
             },
             (GisAuth::OAuth(_), None) => {
                 return Err(GisError::Persist("no token store for OAuth".to_owned()))
@@ -583,7 +652,10 @@ impl GisClient {
     /// retries; a second 401 is an authentication failure.
     async fn query(&self, query: &str, variables: Value, what: &str) -> Result<Value, GisError> {
         let body = json!({ "query": query, "variables": variables });
+        // Whether the token in use came from this request's own refresh, and how many times
+        // this request renewed its token.
         let mut refreshed = false;
+        let mut renewals = 0u32;
         let mut graphql_failures = 0u32;
         loop {
             let (token, generation) = self.access_token().await?;
@@ -608,14 +680,23 @@ impl GisClient {
             match reply.status {
                 200..=299 => {}
                 401 => {
-                    if refreshed || matches!(self.auth, Auth::Static(_)) {
-                        return Err(GisError::Auth(format!(
-                            "HTTP 401 on {what}: {}",
-                            reply.body_excerpt(200)
-                        )));
+                    renewals += 1;
+                    let renewed = if matches!(self.auth, Auth::Static(_)) || renewals > MAX_RENEWALS
+                    {
+                        Renewed::Refused
+                    } else {
+                        self.renew_after_401(&token, generation, refreshed).await?
+                    };
+                    match renewed {
+                        Renewed::Adopted => refreshed = false,
+                        Renewed::Refreshed => refreshed = true,
+                        Renewed::Refused => {
+                            return Err(GisError::Auth(format!(
+                                "HTTP 401 on {what}: {}",
+                                reply.body_excerpt(200)
+                            )))
+                        }
                     }
-                    self.refresh(generation).await?;
-                    refreshed = true;
                     continue;
                 }
                 403 => {
@@ -668,53 +749,180 @@ impl GisClient {
         }
     }
 
-    /// The access token to use now and its generation; with OAuth, refreshes if none is held.
+    /// The access token to use now and its generation; with OAuth, the first call takes the
+    /// persisted one while it is good, else refreshes.
     async fn access_token(&self) -> Result<(Secret, u64), GisError> {
-        match &self.auth {
-            Auth::Static(token) => Ok((token.clone(), 0)),
-            Auth::OAuth { current, store, .. } => {
-                {
-                    let guard = current.lock().await;
-                    if let (Some(token), generation) = &*guard {
-                        return Ok((token.clone(), *generation));
-                    }
+        let (current, store) = match &self.auth {
+            Auth::Static(token) => return Ok((token.clone(), 0)),
+            Auth::OAuth { current, store, .. } => (current, store),
+        };
+        let mut current = current.lock().await;
+        if current.access.is_none() {
+            let stored = store.load().map_err(GisError::Persist)?;
+            match stored.access {
+                Some(access) if !stored.access_expiring => current.install(access, stored.refresh),
+                _ => {
+                    self.renew(&mut current, None, false).await?;
                 }
-                let (_, cached) = store.load().map_err(GisError::Persist)?;
-                if let Some(cached) = cached {
-                    let mut guard = current.lock().await;
-                    if guard.0.is_none() {
-                        *guard = (Some(cached), guard.1 + 1);
-                    }
-                    let (token, generation) = &*guard;
-                    return Ok((token.clone().expect("just set"), *generation));
-                }
-                self.refresh(0).await?;
-                let guard = current.lock().await;
-                Ok((guard.0.clone().expect("set by refresh"), guard.1))
             }
+        }
+        match &current.access {
+            Some(token) => Ok((token.clone(), current.generation)),
+            None => Err(GisError::Auth(
+                "no GIS access token could be obtained".to_owned(),
+            )),
         }
     }
 
-    /// Exchanges the refresh token for a new pair, persists the rotated refresh token, then
-    /// installs the new access token. Only one refresh per generation: a request that saw a
-    /// 401 on an older token just picks up the newer one.
-    async fn refresh(&self, seen_generation: u64) -> Result<(), GisError> {
+    /// After GIS answered 401 to `failed` (of `generation`): takes the newer token another
+    /// request of this process already obtained, else renews it (see [`GisClient::renew`]).
+    /// `own_refresh` says `failed` came from this request's own refresh.
+    async fn renew_after_401(
+        &self,
+        failed: &Secret,
+        generation: u64,
+        own_refresh: bool,
+    ) -> Result<Renewed, GisError> {
+        let Auth::OAuth { current, .. } = &self.auth else {
+            return Ok(Renewed::Refused);
+        };
+        let mut current = current.lock().await;
+        if current.generation != generation && current.access.is_some() {
+            return Ok(Renewed::Adopted);
+        }
+        self.renew(&mut current, Some(failed), own_refresh).await
+    }
+
+    /// Under the store's refresh lock, with the tokens re-read there: takes the access token
+    /// another process persisted (other than `failed`, the one GIS just refused; at first
+    /// use, only one that is not expiring), else refreshes with the persisted refresh token
+    /// and persists the new pair before installing it. Refuses (no refresh) when `failed`
+    /// came from this request's own refresh and nobody has refreshed since: GIS rejects what
+    /// the token endpoint just issued.
+    async fn renew(
+        &self,
+        current: &mut CurrentToken,
+        failed: Option<&Secret>,
+        own_refresh: bool,
+    ) -> Result<Renewed, GisError> {
         let Auth::OAuth {
-            config,
-            store,
-            current,
+            store, lock_wait, ..
         } = &self.auth
         else {
-            return Ok(());
+            return Ok(Renewed::Refused);
         };
-        let mut guard = current.lock().await;
-        if guard.1 > seen_generation && guard.0.is_some() {
-            return Ok(());
+        let _lock = self.lock_refreshes(store.as_ref(), *lock_wait).await?;
+        let stored = store.load().map_err(GisError::Persist)?;
+        let newer = stored.access.as_ref().filter(|access| match failed {
+            Some(failed) => *access != failed,
+            None => !stored.access_expiring,
+        });
+        if let Some(access) = newer {
+            tracing::debug!("Using the GIS access token another process refreshed.");
+            current.install(access.clone(), stored.refresh.clone());
+            return Ok(Renewed::Adopted);
         }
-        let (refresh_token, _) = store.load().map_err(GisError::Persist)?;
+        let refreshed_elsewhere = current.refresh.as_ref() != Some(&stored.refresh);
+        if own_refresh && !refreshed_elsewhere {
+            return Ok(Renewed::Refused);
+        }
+        self.refresh(current, stored).await
+    }
+
+    /// Waits for the store's refresh lock: while another process refreshes, at most
+    /// `wait` (and not past the deadline).
+    async fn lock_refreshes(
+        &self,
+        store: &dyn TokenStore,
+        wait: Duration,
+    ) -> Result<RefreshLock, GisError> {
+        let started = Instant::now();
+        let mut waiting = false;
+        loop {
+            if let Some(lock) = store.try_lock().map_err(GisError::Persist)? {
+                return Ok(lock);
+            }
+            if started.elapsed() >= wait {
+                return Err(GisError::Unavailable(format!(
+                    "another ciosync process has been refreshing the GIS access token for \
+                     over {} (it holds the OAuth refresh lock in data_dir); the token \
+                     endpoint may be hanging",
+                    humantime::format_duration(wait)
+                )));
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(GisError::Deadline(
+                    "waiting for another process's GIS token refresh".to_owned(),
+                ));
+            }
+            if !waiting {
+                waiting = true;
+                tracing::debug!("Another process is refreshing the GIS access token; waiting.");
+            }
+            tokio::time::sleep(REFRESH_LOCK_POLL).await;
+        }
+    }
+
+    /// Exchanges `stored.refresh` for a new pair (the caller holds the refresh lock),
+    /// persists the rotated refresh token, then installs the new access token. An
+    /// `invalid_grant` for a token another process rotated meanwhile (one that did not take
+    /// the lock, e.g. an older ciosync) is not a credential failure: the tokens are re-read
+    /// and the refresh tried once more.
+    async fn refresh(
+        &self,
+        current: &mut CurrentToken,
+        stored: StoredTokens,
+    ) -> Result<Renewed, GisError> {
+        let Auth::OAuth { config, store, .. } = &self.auth else {
+            return Ok(Renewed::Refused);
+        };
+        let mut stored = stored;
+        let mut retried = false;
+        let (access, rotated, expires_in) = loop {
+            match self.exchange(config, &stored).await {
+                Ok(pair) => break pair,
+                Err(Refusal::InvalidGrant(message)) if !retried => {
+                    let again = store.load().map_err(GisError::Persist)?;
+                    if again.refresh == stored.refresh {
+                        return Err(GisError::Auth(message));
+                    }
+                    tracing::info!(
+                        "The GIS refresh token was rotated by another process meanwhile; \
+                         using the new one."
+                    );
+                    if let Some(access) = again.access.clone() {
+                        current.install(access, again.refresh);
+                        return Ok(Renewed::Adopted);
+                    }
+                    stored = again;
+                    retried = true;
+                }
+                Err(Refusal::InvalidGrant(message)) => return Err(GisError::Auth(message)),
+                Err(Refusal::Other(err)) => return Err(err),
+            }
+        };
+        // Persist first: the old refresh token is revoked already, or will be once the new
+        // access token is used, so losing the new one would lock us out until an operator
+        // re-bootstraps.
+        store
+            .save(&rotated, &access, expires_in)
+            .map_err(GisError::Persist)?;
+        self.token_refreshes.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("GIS access token refreshed; rotated refresh token persisted.");
+        current.install(access, rotated);
+        Ok(Renewed::Refreshed)
+    }
+
+    /// One refresh grant at the token endpoint (retried on transient failures): the new
+    /// access token, the rotated refresh token and `expires_in`.
+    async fn exchange(
+        &self,
+        config: &OAuthConfig,
+        stored: &StoredTokens,
+    ) -> Result<(Secret, Secret, Option<u64>), Refusal> {
         let form = [
             ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.expose()),
+            ("refresh_token", stored.refresh.expose()),
         ];
         let reply = http::send_with_retry(
             || {
@@ -730,46 +938,67 @@ impl GisClient {
             "oauth token refresh",
         )
         .await
-        .map_err(|f| match f {
-            Failure::Deadline { .. } => GisError::Deadline(f.to_string()),
-            Failure::Exhausted { .. } => GisError::Unavailable(format!("token endpoint: {f}")),
+        .map_err(|f| {
+            Refusal::Other(match f {
+                Failure::Deadline { .. } => GisError::Deadline(f.to_string()),
+                Failure::Exhausted { .. } => GisError::Unavailable(format!("token endpoint: {f}")),
+            })
         })?;
         let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         if !(200..300).contains(&reply.status) {
+            let status = reply.status;
             let error = body
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("unknown");
-            let message = format!(
-                "the token endpoint refused the refresh (HTTP {}, {error}); re-bootstrap gis.oauth.refresh_token",
-                reply.status
-            );
-            return Err(if matches!(reply.status, 400 | 401 | 403) {
-                GisError::Auth(message)
+            if !matches!(status, 400 | 401 | 403) {
+                return Err(Refusal::Other(GisError::Unavailable(format!(
+                    "the token endpoint failed the refresh (HTTP {status}, {error})"
+                ))));
+            }
+            let which = if stored.refresh_is_seed {
+                "the configured gis.oauth.refresh_token (a seed works once: it is mistyped, \
+                 revoked or already used)"
             } else {
-                GisError::Unavailable(message)
+                "the rotated refresh token stored in data_dir (revoked, or lost when a \
+                 refresh answer never reached ciosync)"
+            };
+            return Err(match error {
+                "invalid_grant" => Refusal::InvalidGrant(format!(
+                    "the token endpoint refused {which} (HTTP {status}, invalid_grant); \
+                     bootstrap a new refresh token and set it as gis.oauth.refresh_token"
+                )),
+                "invalid_client" | "unauthorized_client" => {
+                    Refusal::Other(GisError::Auth(format!(
+                        "the token endpoint refused the OAuth client (HTTP {status}, {error}); \
+                         check gis.oauth.client_id and gis.oauth.client_secret"
+                    )))
+                }
+                _ => Refusal::Other(GisError::Auth(format!(
+                    "the token endpoint refused the refresh (HTTP {status}, {error}); \
+                     re-bootstrap gis.oauth.refresh_token"
+                ))),
             });
         }
         let access = body.get("access_token").and_then(Value::as_str);
         let rotated = body.get("refresh_token").and_then(Value::as_str);
         let (Some(access), Some(rotated)) = (access, rotated) else {
-            return Err(GisError::Unavailable(
+            return Err(Refusal::Other(GisError::Unavailable(
                 "the token endpoint answered without access_token/refresh_token".to_owned(),
-            ));
+            )));
         };
-        let access = Secret::new(access);
-        let rotated = Secret::new(rotated);
         let expires_in = body.get("expires_in").and_then(Value::as_u64);
-        // Persist first: the old refresh token is already revoked, so losing the new one
-        // would lock us out until an operator re-bootstraps.
-        store
-            .save(&rotated, &access, expires_in)
-            .map_err(GisError::Persist)?;
-        self.token_refreshes.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("GIS access token refreshed; rotated refresh token persisted.");
-        *guard = (Some(access), guard.1 + 1);
-        Ok(())
+        Ok((Secret::new(access), Secret::new(rotated), expires_in))
     }
+}
+
+/// Why a refresh grant failed.
+enum Refusal {
+    /// `invalid_grant`: the refresh token is not (or no longer) valid; the message says
+    /// which token and what to do.
+    InvalidGrant(String),
+    /// Anything else, as it is reported.
+    Other(GisError),
 }
 
 /// Decoded records of the pages read so far, by id.

@@ -16,6 +16,10 @@
 //! - Query errors (syntax, validation, variables) are HTTP 200 with `{"errors": [...]}`;
 //!   a body that is not JSON with a `query` is HTTP 400.
 //! - Patches replace top-level fields (nested objects are replaced whole).
+//! - A rotated refresh token is revoked at once by default ([`RefreshRevocation`]: the
+//!   strictest choice, under which a refresh token works exactly once); Doorkeeper's
+//!   revoke-on-use is an option. Either way, a refresh revokes the access token issued with
+//!   the refresh token it consumed, as Doorkeeper does.
 
 mod generate;
 mod graphql;
@@ -42,6 +46,7 @@ use super::faults::Faults;
 use super::server::Server;
 use super::RequestRecord;
 use oauth::{AuthError, Tokens};
+pub use oauth::{RefreshAttempt, RefreshRevocation};
 use store::Store;
 
 /// How the fake GIS is set up.
@@ -59,6 +64,8 @@ pub struct FakeGisOptions {
     pub token_ttl_requests: Option<u64>,
     /// OAuth-issued access tokens stop working after this long (real time).
     pub token_ttl: Option<Duration>,
+    /// When a refresh token exchanged for a new pair stops working.
+    pub refresh_revocation: RefreshRevocation,
     /// The fake's "now": stamps mutations and token `created_at`.
     pub clock: DateTime<Utc>,
 }
@@ -72,6 +79,7 @@ impl Default for FakeGisOptions {
             per_page_cap: 500,
             token_ttl_requests: None,
             token_ttl: None,
+            refresh_revocation: RefreshRevocation::default(),
             clock: Utc
                 .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
                 .single()
@@ -139,6 +147,7 @@ impl FakeGis {
                 opts.seed,
                 opts.token_ttl_requests,
                 opts.token_ttl,
+                opts.refresh_revocation,
             )),
             requests: Mutex::new(Vec::new()),
             queries: Mutex::new(Vec::new()),
@@ -197,9 +206,21 @@ impl FakeGis {
         self.tokens().seed_refresh_token.clone()
     }
 
+    /// A new refresh token, valid until first used, as an operator bootstraps one (the
+    /// authorization-code flow) after the rotated one was lost.
+    pub fn bootstrap_refresh_token(&self) -> String {
+        self.tokens().bootstrap_refresh_token()
+    }
+
     /// Expires every OAuth-issued access token now (the static token keeps working).
     pub fn expire_access_tokens(&self) {
         self.tokens().expire_all();
+    }
+
+    /// Every request the token endpoint handled, in order: the refresh token presented and
+    /// what came of it. A request a fault answered without applying is not listed.
+    pub fn refresh_attempts(&self) -> Vec<RefreshAttempt> {
+        self.tokens().attempts.clone()
     }
 
     fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {

@@ -1,6 +1,14 @@
 //! Tokens of the fake GIS: the static token, OAuth-issued access tokens that expire after a
-//! number of requests, an age or on demand, and refresh tokens that rotate on every use
-//! (the old one is revoked, as Doorkeeper does with `refresh_token` rotation).
+//! number of requests, an age or on demand, and refresh tokens that rotate on every use, as
+//! Doorkeeper (the Rails OAuth provider whose error bodies auth.aiesec.org answers with)
+//! rotates them.
+//!
+//! Doorkeeper keeps an access token and the refresh token issued with it in one record, and
+//! revoking the record revokes both. A refresh revokes the record it was exchanged for
+//! either at once or when the new access token is first used, depending on the install
+//! ([`RefreshRevocation`]); which one GIS runs is unknown (research/gis-api.md 1.2), so the
+//! fake does both. Every refresh token presented is recorded with its outcome, so a test can
+//! prove that no client presented one twice.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,10 +24,48 @@ const SALT_TOKEN: u64 = 0x70_6B;
 /// What `expires_in` says when no age limit is configured: GIS's two hours.
 const DEFAULT_EXPIRES_IN: u64 = 7200;
 
+/// When a refresh token that was exchanged for a new pair stops working.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RefreshRevocation {
+    /// At once, with the access token issued alongside it: Doorkeeper without the
+    /// `previous_refresh_token` column. A refresh token works exactly once, so a client
+    /// that loses the answer (killed before it saved the new token, or the answer lost on
+    /// the wire) is locked out until an operator bootstraps a new one.
+    #[default]
+    Immediate,
+    /// When the access token issued in exchange is first used: Doorkeeper's
+    /// `refresh_token_revoked_on_use`, what its install template sets up. Until then the old
+    /// refresh token (and its access token) still work, so a client that lost the answer
+    /// can present the old refresh token again.
+    OnUse,
+}
+
+/// One request to the token endpoint that presented a refresh token, and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshAttempt {
+    /// The refresh token presented (empty when the form held none).
+    pub presented: String,
+    /// The refresh token issued in exchange; `None` when the request was refused.
+    pub issued: Option<String>,
+    /// The OAuth `error` of a refusal (`invalid_grant`, `invalid_client`, ...).
+    pub error: Option<String>,
+}
+
 struct AccessToken {
     issued: Instant,
     uses: u64,
+    /// Expired by age, use count or `expire_all`, or revoked with its refresh token.
     expired: bool,
+    /// With [`RefreshRevocation::OnUse`]: the refresh token this one was exchanged for,
+    /// revoked when this one is first used.
+    previous_refresh: Option<String>,
+}
+
+/// A refresh token, and the access token issued with it (the seed and bootstrapped tokens
+/// have none).
+struct RefreshToken {
+    usable: bool,
+    access: Option<String>,
 }
 
 /// The token registry of one fake.
@@ -31,10 +77,12 @@ pub(crate) struct Tokens {
     pub(crate) client_secret: String,
     pub(crate) seed_refresh_token: String,
     access: HashMap<String, AccessToken>,
-    /// Refresh token → still usable.
-    refresh: HashMap<String, bool>,
+    refresh: HashMap<String, RefreshToken>,
     ttl_requests: Option<u64>,
     ttl: Option<Duration>,
+    revocation: RefreshRevocation,
+    /// Every refresh request handled, in order.
+    pub(crate) attempts: Vec<RefreshAttempt>,
 }
 
 /// Why a request is refused.
@@ -48,7 +96,12 @@ pub(crate) enum AuthError {
 
 impl Tokens {
     /// A registry whose secrets derive from `seed`.
-    pub(crate) fn new(seed: u64, ttl_requests: Option<u64>, ttl: Option<Duration>) -> Tokens {
+    pub(crate) fn new(
+        seed: u64,
+        ttl_requests: Option<u64>,
+        ttl: Option<Duration>,
+        revocation: RefreshRevocation,
+    ) -> Tokens {
         let mut tokens = Tokens {
             seed,
             counter: 0,
@@ -60,15 +113,39 @@ impl Tokens {
             refresh: HashMap::new(),
             ttl_requests,
             ttl,
+            revocation,
+            attempts: Vec::new(),
         };
         tokens.static_token = tokens.fresh_hex();
         tokens.client_id = tokens.fresh_base64();
         tokens.client_secret = tokens.fresh_base64();
-        tokens.seed_refresh_token = tokens.fresh_base64();
+        tokens.seed_refresh_token = tokens.bootstrap_refresh_token();
         tokens
-            .refresh
-            .insert(tokens.seed_refresh_token.clone(), true);
-        tokens
+    }
+
+    /// A new usable refresh token with no access token, as an operator gets one through
+    /// the authorization-code flow.
+    pub(crate) fn bootstrap_refresh_token(&mut self) -> String {
+        let token = self.fresh_base64();
+        self.refresh.insert(
+            token.clone(),
+            RefreshToken {
+                usable: true,
+                access: None,
+            },
+        );
+        token
+    }
+
+    /// Revokes a refresh token and the access token issued with it (one Doorkeeper record).
+    fn revoke(&mut self, refresh: &str) {
+        let Some(record) = self.refresh.get_mut(refresh) else {
+            return;
+        };
+        record.usable = false;
+        if let Some(access) = record.access.as_ref().and_then(|a| self.access.get_mut(a)) {
+            access.expired = true;
+        }
     }
 
     /// 64 lowercase hex characters, like older GIS tokens.
@@ -117,6 +194,9 @@ impl Tokens {
             return Err(AuthError::Expired);
         }
         access.uses += 1;
+        if let Some(previous) = access.previous_refresh.take() {
+            self.revoke(&previous);
+        }
         Ok(())
     }
 
@@ -129,6 +209,22 @@ impl Tokens {
 
     /// Handles `POST /oauth/token`: client authentication, then the refresh grant.
     pub(crate) fn grant(
+        &mut self,
+        client: Option<(String, String)>,
+        form: &HashMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> (StatusCode, Value) {
+        let (status, body) = self.exchange(client, form, now);
+        self.attempts.push(RefreshAttempt {
+            presented: form.get("refresh_token").cloned().unwrap_or_default(),
+            issued: body["refresh_token"].as_str().map(str::to_owned),
+            error: body["error"].as_str().map(str::to_owned),
+        });
+        (status, body)
+    }
+
+    /// [`Tokens::grant`] without the record.
+    fn exchange(
         &mut self,
         client: Option<(String, String)>,
         form: &HashMap<String, String>,
@@ -156,8 +252,8 @@ impl Tokens {
             );
         }
         let presented = form.get("refresh_token").cloned().unwrap_or_default();
-        match self.refresh.get_mut(&presented) {
-            Some(usable) if *usable => *usable = false,
+        match self.refresh.get(&presented) {
+            Some(record) if record.usable => {}
             _ => {
                 return (
                     StatusCode::BAD_REQUEST,
@@ -170,6 +266,13 @@ impl Tokens {
                 )
             }
         }
+        let previous_refresh = match self.revocation {
+            RefreshRevocation::Immediate => {
+                self.revoke(&presented);
+                None
+            }
+            RefreshRevocation::OnUse => Some(presented),
+        };
         let access = self.fresh_hex();
         let refresh = self.fresh_base64();
         self.access.insert(
@@ -178,9 +281,16 @@ impl Tokens {
                 issued: Instant::now(),
                 uses: 0,
                 expired: false,
+                previous_refresh,
             },
         );
-        self.refresh.insert(refresh.clone(), true);
+        self.refresh.insert(
+            refresh.clone(),
+            RefreshToken {
+                usable: true,
+                access: Some(access.clone()),
+            },
+        );
         let expires_in = self.ttl.map_or(DEFAULT_EXPIRES_IN, |t| t.as_secs());
         (
             StatusCode::OK,
@@ -206,9 +316,75 @@ mod tests {
         ])
     }
 
+    /// Refreshes with `refresh`; the access and refresh tokens issued, or the OAuth error.
+    fn refresh(tokens: &mut Tokens, refresh: &str) -> Result<(String, String), String> {
+        let client = Some((tokens.client_id.clone(), tokens.client_secret.clone()));
+        let (status, body) = tokens.grant(client, &form(refresh), Utc::now());
+        if status != StatusCode::OK {
+            return Err(body["error"].as_str().expect("an error").to_owned());
+        }
+        let field = |name: &str| body[name].as_str().expect("issued").to_owned();
+        Ok((field("access_token"), field("refresh_token")))
+    }
+
+    #[test]
+    fn immediate_revocation_refuses_a_second_use_and_kills_the_old_access_token() {
+        let mut tokens = Tokens::new(1, None, None, RefreshRevocation::Immediate);
+        let seed = tokens.seed_refresh_token.clone();
+        let (access1, refresh1) = refresh(&mut tokens, &seed).expect("seed works");
+        assert_eq!(refresh(&mut tokens, &seed), Err("invalid_grant".to_owned()));
+        assert_eq!(tokens.authorize(Some(&access1), None), Ok(()));
+        let (access2, _) = refresh(&mut tokens, &refresh1).expect("rotated works");
+        assert_eq!(
+            tokens.authorize(Some(&access1), None),
+            Err(AuthError::Expired),
+            "the record refresh1 belonged to is revoked with it"
+        );
+        assert_eq!(tokens.authorize(Some(&access2), None), Ok(()));
+        let outcomes: Vec<(String, Option<String>)> = tokens
+            .attempts
+            .iter()
+            .map(|a| (a.presented.clone(), a.error.clone()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                (seed.clone(), None),
+                (seed, Some("invalid_grant".to_owned())),
+                (refresh1, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn on_use_revocation_keeps_the_old_refresh_token_until_the_new_access_token_is_used() {
+        let mut tokens = Tokens::new(1, None, None, RefreshRevocation::OnUse);
+        let seed = tokens.seed_refresh_token.clone();
+        let (access1, refresh1) = refresh(&mut tokens, &seed).expect("seed works");
+        // The answer was lost: the seed still works, and so does the unused pair.
+        let (access2, refresh2) = refresh(&mut tokens, &seed).expect("seed still works");
+        assert_eq!(tokens.authorize(Some(&access2), None), Ok(()));
+        assert_eq!(refresh(&mut tokens, &seed), Err("invalid_grant".to_owned()));
+        assert_eq!(tokens.authorize(Some(&access1), None), Ok(()));
+        // Using a pair's access token revokes the refresh token it was exchanged for and the
+        // access token issued with that one.
+        let (access3, _) = refresh(&mut tokens, &refresh2).expect("rotated works");
+        assert_eq!(tokens.authorize(Some(&access2), None), Ok(()), "not yet");
+        assert_eq!(tokens.authorize(Some(&access3), None), Ok(()));
+        assert_eq!(
+            tokens.authorize(Some(&access2), None),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(
+            refresh(&mut tokens, &refresh2),
+            Err("invalid_grant".to_owned())
+        );
+        assert!(refresh(&mut tokens, &refresh1).is_ok(), "never superseded");
+    }
+
     #[test]
     fn request_budget_expires_an_access_token() {
-        let mut tokens = Tokens::new(1, Some(2), None);
+        let mut tokens = Tokens::new(1, Some(2), None, RefreshRevocation::Immediate);
         let client = Some((tokens.client_id.clone(), tokens.client_secret.clone()));
         let seed = tokens.seed_refresh_token.clone();
         let (status, body) = tokens.grant(client, &form(&seed), Utc::now());
