@@ -330,11 +330,15 @@ impl Session<'_> {
             if matches!(self.answers.gis, Some(GisCredential::OAuth(_)))
                 && self.answers.data_dir.is_none()
             {
-                self.say("OAuth refresh tokens change on every use; ciosync keeps the current one in its data dir.");
+                self.say(
+                    "OAuth refresh tokens change at every use: ciosync keeps the current one in \
+                     its data dir.",
+                );
                 self.ask_data_dir()?;
             }
             let config = self.draft_config()?;
             let created = self.prepare_oauth_data_dir(&config)?;
+            self.say("  Checking with GIS...");
             let proof = self.runtime.block_on(commands::prove_gis(&config));
             match proof {
                 Ok(person) => {
@@ -473,6 +477,7 @@ impl Session<'_> {
                 self.answers.region = Some(region);
             }
             let config = self.draft_config()?;
+            self.say("  Checking with customer.io...");
             match self.runtime.block_on(commands::prove_customerio(&config)) {
                 Ok(info) => {
                     self.say(&format!(
