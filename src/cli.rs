@@ -25,6 +25,14 @@ pub enum Command {
     Status(StatusArgs),
     /// Start the built-in fakes with generated people, sync twice, and show what customer.io got.
     Demo(DemoArgs),
+    /// Write a config and its secret files: asks on a terminal, else takes the flags.
+    ///
+    /// On a terminal it asks one question at a time (flags given are not asked), proves each
+    /// credential as it goes, offers your GIS person's home LC and current offices as
+    /// `home_lcs`, and writes the config (0600) with every secret in its own file beside it
+    /// (0600). Without a terminal the flags are the answers: a missing one is a usage error.
+    /// Nothing is overwritten without --force; a refused credential writes nothing (exit 77).
+    Init(Box<InitArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -82,6 +90,88 @@ pub struct StatusArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ciosync init` (SPEC 8.5). Every answer is optional here: on a terminal a missing one is
+/// asked, without one it is a usage error naming the flag.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The config file to write [default: $CIOSYNC_CONFIG, else /etc/ciosync/config.toml].
+    /// The secret files go beside it.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Replace the config and secret files if they exist.
+    #[arg(long)]
+    pub force: bool,
+    /// A file holding the GIS access token (copied beside the config).
+    #[arg(long, value_name = "PATH", help_heading = "GIS")]
+    pub gis_token_file: Option<PathBuf>,
+    /// OAuth instead of a token: the client id.
+    #[arg(
+        long,
+        value_name = "ID",
+        help_heading = "GIS",
+        conflicts_with = "gis_token_file"
+    )]
+    pub gis_client_id: Option<String>,
+    /// OAuth: a file holding the client secret (copied beside the config).
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "GIS",
+        conflicts_with = "gis_token_file"
+    )]
+    pub gis_client_secret_file: Option<PathBuf>,
+    /// OAuth: a file holding the refresh token to start from (copied beside the config).
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "GIS",
+        conflicts_with = "gis_token_file"
+    )]
+    pub gis_refresh_token_file: Option<PathBuf>,
+    /// OAuth: the token endpoint [default: https://auth.aiesec.org/oauth/token].
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "GIS",
+        conflicts_with = "gis_token_file",
+        value_parser = url_arg
+    )]
+    pub gis_token_url: Option<String>,
+    /// The ids of the LCs whose people to sync, comma-separated.
+    #[arg(
+        long,
+        value_name = "ID,...",
+        help_heading = "GIS",
+        value_delimiter = ',',
+        num_args = 1
+    )]
+    pub home_lcs: Option<Vec<u64>>,
+    /// The GIS GraphQL endpoint [default: https://gis-api.aiesec.org/graphql].
+    #[arg(long, value_name = "URL", help_heading = "GIS", value_parser = url_arg)]
+    pub gis_endpoint: Option<String>,
+    /// The customer.io site id (Workspace Settings, API Credentials, Track API keys).
+    #[arg(long, value_name = "ID", help_heading = "customer.io")]
+    pub site_id: Option<String>,
+    /// A file holding the customer.io Track API key (copied beside the config).
+    #[arg(long, value_name = "PATH", help_heading = "customer.io")]
+    pub api_key_file: Option<PathBuf>,
+    /// The customer.io region of the workspace [default: us].
+    #[arg(long, value_name = "REGION", help_heading = "customer.io", value_parser = ["us", "eu"])]
+    pub region: Option<String>,
+    /// The Track API base URL instead of the region's (tests, proxies).
+    #[arg(long, value_name = "URL", help_heading = "customer.io", value_parser = url_arg)]
+    pub track_url: Option<String>,
+    /// Where ciosync keeps its state, lock and rotated OAuth token [default: /var/lib/ciosync].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A URL flag must follow the config's URL rule (SPEC 2), so `init` never writes one that
+/// `check` would refuse.
+fn url_arg(text: &str) -> Result<String, String> {
+    crate::config::check_url(text).map(|()| text.to_owned())
 }
 
 /// `ciosync demo`.
@@ -144,6 +234,47 @@ mod tests {
     fn dir_requires_serve() {
         assert!(Cli::try_parse_from(["ciosync", "demo", "--dir", "x"]).is_err());
         assert!(Cli::try_parse_from(["ciosync", "demo", "--serve", "--dir", "x"]).is_ok());
+    }
+
+    #[test]
+    fn init_flags_parse_and_refuse_bad_values() {
+        let cli = Cli::try_parse_from([
+            "ciosync",
+            "init",
+            "--home-lcs",
+            "1337,1338",
+            "--region",
+            "eu",
+            "--gis-endpoint",
+            "http://127.0.0.1:9/graphql",
+        ])
+        .expect("valid command line");
+        let Command::Init(args) = cli.command else {
+            panic!("expected init");
+        };
+        assert_eq!(args.home_lcs, Some(vec![1337, 1338]));
+        assert_eq!(args.region.as_deref(), Some("eu"));
+        for bad in [
+            ["--home-lcs", "1337,x"],
+            ["--region", "asia"],
+            ["--gis-endpoint", "http://gis.example.org/graphql"],
+            ["--track-url", "not a url"],
+        ] {
+            let err = Cli::try_parse_from(["ciosync", "init", bad[0], bad[1]])
+                .expect_err("bad value refused");
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+            assert!(err.to_string().contains(bad[0]), "{err}");
+        }
+        let err = Cli::try_parse_from([
+            "ciosync",
+            "init",
+            "--gis-token-file",
+            "t",
+            "--gis-client-id",
+            "c",
+        ])
+        .expect_err("a token and OAuth at once");
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -7,12 +7,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cio::CioClient;
+use crate::cio::{CioClient, RegionInfo};
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
 use crate::credentials;
 use crate::data_dir::{self, LAST_RUN_FILE};
 use crate::error::{self, Error};
+use crate::gis::CurrentPerson;
 use crate::http::RetryPolicy;
 use crate::lock;
 use crate::state;
@@ -162,27 +163,15 @@ pub fn check(config: &Config, json: bool) -> Output {
     record(
         "gis",
         runtime.block_on(async {
-            if matches!(config.gis.auth, config::GisAuth::OAuth(_)) {
-                // Rotated refresh tokens are persisted in data_dir.
-                data_dir::ensure(&config.data_dir)?;
-            }
-            let client = credentials::gis_client(config, None)?;
-            let id = client.current_person_id().await?;
-            Ok(format!("current person {id}"))
+            let person = prove_gis(config).await?;
+            Ok(person.home_lc_report(&config.gis.home_lcs))
         }),
     );
     record(
         "customerio",
         runtime.block_on(async {
-            let client = CioClient::new(&config.customerio, RetryPolicy::default(), None)?;
-            let info = client.region().await?;
-            info.verify(&config.customerio, &config.path)?;
-            let region = if info.region.is_empty() {
-                "not reported"
-            } else {
-                info.region.as_str()
-            };
-            Ok(format!("region {region}, {}", client.base_url()))
+            let info = prove_customerio(config).await?;
+            Ok(customerio_report(config, &info))
         }),
     );
     let stdout = if json {
@@ -209,6 +198,44 @@ pub fn check(config: &Config, json: bool) -> Output {
         code: first_error.as_ref().map_or(error::code::OK, Error::code),
         failure: None,
     }
+}
+
+/// Proves the GIS credential without changing anything in GIS: `currentPerson`, which also
+/// says whose credential it is. With OAuth this is a refresh, so `data_dir` is created for the
+/// rotated refresh token. `check` and `init` both prove it here.
+///
+/// # Errors
+/// [`Error::Gis`] (77 refused, 69 unavailable), or [`Error::DataDir`] when OAuth's data dir
+/// cannot be created.
+pub async fn prove_gis(config: &Config) -> Result<CurrentPerson, Error> {
+    if matches!(config.gis.auth, config::GisAuth::OAuth(_)) {
+        // Rotated refresh tokens are persisted in data_dir.
+        data_dir::ensure(&config.data_dir)?;
+    }
+    let client = credentials::gis_client(config, None)?;
+    Ok(client.current_person().await?)
+}
+
+/// Proves the customer.io site id and key with the read-only region check, and that the
+/// account is in the configured region. `check` and `init` both prove them here.
+///
+/// # Errors
+/// [`Error::Cio`] (77 refused, 69 unavailable, 78 redirected), or [`Error::WrongRegion`].
+pub async fn prove_customerio(config: &Config) -> Result<RegionInfo, Error> {
+    let client = CioClient::new(&config.customerio, RetryPolicy::default(), None)?;
+    let info = client.region().await?;
+    info.verify(&config.customerio, &config.path)?;
+    Ok(info)
+}
+
+/// `region us, https://track.customer.io`: what [`prove_customerio`] found.
+pub fn customerio_report(config: &Config, info: &RegionInfo) -> String {
+    let region = if info.region.is_empty() {
+        "not reported"
+    } else {
+        info.region.as_str()
+    };
+    format!("region {region}, {}", config.customerio.base_url())
 }
 
 /// What `ciosync status` reports.

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fake;
 pub mod gis;
 pub mod http;
+pub mod init;
 pub mod lock;
 pub mod logging;
 pub mod model;

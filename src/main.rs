@@ -13,6 +13,7 @@ use ciosync::config;
 #[cfg(feature = "fake")]
 use ciosync::config::LogFormat;
 use ciosync::error::{self, Error};
+use ciosync::init::{self, InitError};
 use ciosync::logging;
 use ciosync::summary::RunOutcome;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
             with_config(&args.config, 0, |cfg| commands::status(cfg, args.json))
         }
         Command::Demo(args) => demo(args),
+        Command::Init(args) => init(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "ciosync", &mut script);
@@ -65,6 +67,42 @@ fn demo(_args: &ciosync::cli::DemoArgs) -> Output {
         ..Output::default()
     }
 }
+
+/// `ciosync init`: asks on the terminal when stdin is one, else takes the flags. A missing
+/// answer is reported like clap's own usage errors (exit 2).
+fn init(args: &ciosync::cli::InitArgs) -> Output {
+    let filter = logging::directives(env("CIOSYNC_LOG").as_deref(), 0, "warn");
+    let _guard = logging::init(&filter, config::LogFormat::Text, None);
+    let mut terminal = init::StdTerminal::open();
+    let terminal = terminal.as_mut().map(|t| t as &mut dyn init::Terminal);
+    match init::run(args, &env, terminal) {
+        Ok(report) => Output::text(report),
+        Err(InitError::Usage(message)) => {
+            let mut cli = Cli::command();
+            cli.build();
+            let usage = match cli.find_subcommand_mut("init") {
+                Some(init) => init.error(clap::error::ErrorKind::MissingRequiredArgument, message),
+                None => cli.error(clap::error::ErrorKind::MissingRequiredArgument, message),
+            };
+            let _ = usage.print();
+            Output {
+                code: error::code::USAGE,
+                ..Output::default()
+            }
+        }
+        Err(InitError::Interrupted) => {
+            eprintln!("ciosync: init stopped; the config was not written");
+            Output {
+                code: INTERRUPTED,
+                ..Output::default()
+            }
+        }
+        Err(InitError::Failed(e)) => Output::failed(e),
+    }
+}
+
+/// The exit status of a command stopped by Ctrl-C, as a shell reports one killed by SIGINT.
+const INTERRUPTED: u8 = 130;
 
 /// Loads the config (a bad one is exit 78, printed on stderr: logging is not up yet), sets
 /// up logging from it, logs its warnings, runs `command`, and reports its failure through

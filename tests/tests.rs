@@ -19,6 +19,7 @@ mod fake_faults;
 mod fake_gis;
 mod fault_matrix;
 mod incremental;
+mod init;
 mod monitoring;
 mod oauth;
 mod run;

@@ -28,6 +28,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use defaults::*;
+pub use resolve::check_url;
 pub use types::{
     CioApi, CioConfig, Config, EventsConfig, GisAuth, GisConfig, LateEvents, LogConfig, LogFormat,
     MonitoringConfig, OAuthConfig, ProgrammeName, Region, SafetyConfig, Secret,
@@ -111,7 +112,20 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded,
         path: path.to_owned(),
         source,
     })?;
-    let file = locate::SourceFile { path, text: &text };
+    parse(path, &text, env)
+}
+
+/// Validates `text` as the configuration file `path` (which need not exist yet), by the
+/// same rules as [`load`]: `init` checks what it is about to write with it.
+///
+/// # Errors
+/// As [`load`], but for reading the file.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let file = locate::SourceFile { path, text };
     let raw: raw::RawConfig = file.deserialize()?;
     resolve::resolve(&file, raw, env)
 }

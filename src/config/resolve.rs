@@ -384,25 +384,11 @@ impl Resolver<'_> {
         value.map(|url| self.url(key, url)).transpose()
     }
 
-    /// A URL that must be `https://`, or `http://` on a loopback host.
+    /// A URL that must be `https://`, or `http://` on a loopback host ([`check_url`]).
     fn url(&self, key: &str, value: &Spanned<String>) -> Result<String, ConfigError> {
         let text = value.get_ref();
-        let url = reqwest::Url::parse(text).map_err(|err| {
-            self.file
-                .at(value.span(), format!("`{key}` is not a valid URL: {err}"))
-        })?;
-        let host_ok = url.host_str().is_some_and(|host| !host.is_empty());
-        let secure = match url.scheme() {
-            "https" => true,
-            "http" => is_loopback_host(url.host_str().unwrap_or_default()),
-            _ => false,
-        };
-        if !host_ok || !secure {
-            return Err(self.file.at(
-                value.span(),
-                format!("`{key}` must be https:// (loopback hosts may use http://)"),
-            ));
-        }
+        check_url(text)
+            .map_err(|problem| self.file.at(value.span(), format!("`{key}` {problem}")))?;
         Ok(text.clone())
     }
 
@@ -528,6 +514,26 @@ impl Resolver<'_> {
         }
         Ok(level.to_owned())
     }
+}
+
+/// SPEC 2's rule for every URL (`endpoint`, `token_url`, `track_url`, `ping_url`): `https://`,
+/// or `http://` on a loopback host. The error says what is wrong, after the name of the key or
+/// flag that holds the URL.
+///
+/// # Errors
+/// `is not a valid URL: ...` or `must be https:// (loopback hosts may use http://)`.
+pub fn check_url(text: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(text).map_err(|err| format!("is not a valid URL: {err}"))?;
+    let host_ok = url.host_str().is_some_and(|host| !host.is_empty());
+    let secure = match url.scheme() {
+        "https" => true,
+        "http" => is_loopback_host(url.host_str().unwrap_or_default()),
+        _ => false,
+    };
+    if !host_ok || !secure {
+        return Err("must be https:// (loopback hosts may use http://)".to_owned());
+    }
+    Ok(())
 }
 
 /// `localhost`, `127.0.0.0/8` or `::1`.

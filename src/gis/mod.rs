@@ -10,6 +10,7 @@
 //! persist, release. A process whose access token another process replaced uses the new
 //! one instead of refreshing again, so no refresh token is presented twice.
 
+mod current_person;
 pub mod decode;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -27,8 +28,7 @@ use crate::config::{GisAuth, GisConfig, OAuthConfig, Secret};
 use crate::http::{self, Counters, Failure, RetryPolicy};
 use crate::model::{Application, ApplicationId, Person, PersonId};
 
-/// `currentPerson { id }`: preflight and `check`.
-pub const CURRENT_PERSON_QUERY: &str = "query CurrentPerson { currentPerson { id } }";
+pub use current_person::{CurrentPerson, Office, CURRENT_PERSON_QUERY};
 
 /// People of the configured LCs (or by id), one page.
 pub const PEOPLE_QUERY: &str = "query People($filters: PeopleFilter, $page: Int, $perPage: Int) {
@@ -247,16 +247,16 @@ impl GisClient {
         self.token_refreshes.load(Ordering::Relaxed)
     }
 
-    /// `currentPerson { id }`: proves the credential works.
+    /// `currentPerson`: proves the credential works, and says whose it is (home LC, current
+    /// offices).
     ///
     /// # Errors
     /// [`GisError`] as for any query.
-    pub async fn current_person_id(&self) -> Result<String, GisError> {
+    pub async fn current_person(&self) -> Result<CurrentPerson, GisError> {
         let data = self
             .query(CURRENT_PERSON_QUERY, json!({}), "currentPerson")
             .await?;
-        data.pointer("/currentPerson/id")
-            .and_then(|v| decode::string(Some(v)))
+        CurrentPerson::decode(&data)
             .ok_or_else(|| GisError::Unavailable("currentPerson answered without an id".to_owned()))
     }
 

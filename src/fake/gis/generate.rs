@@ -604,8 +604,10 @@ pub(crate) fn app_json(seed: u64, index: u64, person_id: u64, t: &Timeline) -> V
     })
 }
 
-/// The person `currentPerson` answers with: the sync bot.
+/// The person `currentPerson` answers with: the sync bot, a member of LC 1337 who also holds
+/// a position in LC 1338 (so `init` has two LCs to offer, one of them twice).
 pub(crate) fn bot_json() -> Value {
+    let office = |id: u64| json!({"id": id.to_string(), "name": lc_name(id)});
     json!({
         "id": BOT_ID.to_string(),
         "email": "ciosync-bot@example.org",
@@ -613,7 +615,9 @@ pub(crate) fn bot_json() -> Value {
         "last_name": "Bot",
         "full_name": "Sync Bot",
         "status": "active",
-        "home_lc": {"id": "1337", "name": lc_name(1337)},
+        "home_lc": office(1337),
+        "current_office": office(1337),
+        "current_offices": [office(1337), office(1338)],
     })
 }
 
