@@ -750,7 +750,7 @@ async fn the_wait_for_another_refresh_is_bounded_by_how_long_a_refresh_can_take(
         GisClient::new(&config.gis, Some(Arc::new(store)), policy, None).expect("client builds");
     let started = Instant::now();
     let err = client
-        .current_person_id()
+        .current_person()
         .await
         .expect_err("the lock stays held");
     let waited = started.elapsed();
