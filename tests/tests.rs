@@ -15,6 +15,7 @@ mod commands;
 mod crash;
 mod deploy;
 mod fake_cio;
+mod fake_drift;
 mod fake_faults;
 mod fake_gis;
 mod fault_matrix;
