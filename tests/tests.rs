@@ -11,6 +11,7 @@
 mod common;
 
 mod bad_input;
+mod check_schema;
 mod commands;
 mod crash;
 mod deploy;

@@ -6,6 +6,7 @@
 //! through a [`TokenStore`] the caller provides.
 
 pub mod decode;
+pub mod schema_check;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
