@@ -19,7 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// One sync, then exit. Silent when healthy.
     Run(RunArgs),
-    /// Validate the config and prove both credentials work, changing nothing.
+    /// Validate the config, prove both credentials work and check the GIS schema, changing
+    /// nothing.
     Check(CheckArgs),
     /// What the last run did, what the state holds, whether a run holds the lock now.
     Status(StatusArgs),

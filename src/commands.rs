@@ -13,7 +13,9 @@ use crate::config::{self, Config};
 use crate::credentials;
 use crate::data_dir::{self, LAST_RUN_FILE};
 use crate::error::{self, Error};
+use crate::gis::schema_check::SchemaCheck;
 use crate::gis::CurrentPerson;
+use crate::gis::GisError;
 use crate::http::RetryPolicy;
 use crate::lock;
 use crate::state;
@@ -129,15 +131,17 @@ struct DryRunJson<'a> {
 /// One line of `ciosync check`.
 #[derive(Debug, Serialize)]
 pub struct CheckResult {
-    /// `config`, `gis` or `customerio`.
+    /// `config`, `gis`, `customerio` or `gis_schema`.
     pub check: &'static str,
     pub ok: bool,
+    /// The check could not be made (it does not fail `check`); `detail` says why.
+    pub skipped: bool,
     /// What was found, or why it failed.
     pub detail: String,
 }
 
 /// `ciosync check`: the config is valid (it was loaded), GIS `currentPerson`, customer.io
-/// region. One line per check (or a JSON list); exit 0 only if all pass.
+/// region, the GIS schema. One line per check (or a JSON list); exit 0 only if all pass.
 pub fn check(config: &Config, json: bool) -> Output {
     let runtime = match runtime() {
         Ok(rt) => rt,
@@ -146,6 +150,7 @@ pub fn check(config: &Config, json: bool) -> Output {
     let mut results = vec![CheckResult {
         check: "config",
         ok: true,
+        skipped: false,
         detail: config.path.display().to_string(),
     }];
     let mut first_error: Option<Error> = None;
@@ -158,7 +163,12 @@ pub fn check(config: &Config, json: bool) -> Output {
                 (false, detail)
             }
         };
-        results.push(CheckResult { check, ok, detail });
+        results.push(CheckResult {
+            check,
+            ok,
+            skipped: false,
+            detail,
+        });
     };
     record(
         "gis",
@@ -174,6 +184,12 @@ pub fn check(config: &Config, json: bool) -> Output {
             Ok(customerio_report(config, &info))
         }),
     );
+    let gis_ok = results.iter().any(|r| r.check == "gis" && r.ok);
+    let (schema_results, schema_error) = check_gis_schema(&runtime, config, gis_ok);
+    results.extend(schema_results);
+    if let Some(e) = schema_error {
+        first_error.get_or_insert(e);
+    }
     let stdout = if json {
         let mut text =
             serde_json::to_string_pretty(&results).expect("check results always serialize");
@@ -183,7 +199,13 @@ pub fn check(config: &Config, json: bool) -> Output {
         results
             .iter()
             .map(|r| {
-                let verdict = if r.ok { "ok" } else { "FAILED" };
+                let verdict = if r.skipped {
+                    "skipped"
+                } else if r.ok {
+                    "ok"
+                } else {
+                    "FAILED"
+                };
                 if r.ok {
                     format!("{}: {verdict} ({})\n", r.check, r.detail)
                 } else {
@@ -236,6 +258,74 @@ pub fn customerio_report(config: &Config, info: &RegionInfo) -> String {
         info.region.as_str()
     };
     format!("region {region}, {}", config.customerio.base_url())
+}
+
+/// The `gis_schema` lines of `check` (SPEC 8.4): one `ok` line when GIS has every field
+/// ciosync's queries select, one `FAILED` line per missing `Type.field` (with the error
+/// that makes `check` exit 69), or one `skipped` line when GIS refuses introspection or
+/// the credential check before it failed (neither fails `check` by itself).
+fn check_gis_schema(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    gis_ok: bool,
+) -> (Vec<CheckResult>, Option<Error>) {
+    let line = |ok: bool, skipped: bool, detail: String| CheckResult {
+        check: "gis_schema",
+        ok,
+        skipped,
+        detail,
+    };
+    if !gis_ok {
+        let detail = "the GIS credential check failed".to_owned();
+        return (vec![line(true, true, detail)], None);
+    }
+    let outcome = runtime.block_on(async {
+        let client = credentials::gis_client(config, None)?;
+        Ok::<_, Error>(client.check_schema().await?)
+    });
+    match outcome {
+        Ok(SchemaCheck::Complete {
+            types,
+            fields,
+            deprecated,
+        }) => {
+            let mut detail =
+                format!("GIS has all {fields} fields ciosync selects, in {types} types");
+            if !deprecated.is_empty() {
+                detail.push_str(&format!(
+                    "; deprecated by GIS, may go away: {}",
+                    deprecated.join(", ")
+                ));
+            }
+            (vec![line(true, false, detail)], None)
+        }
+        Ok(SchemaCheck::Missing(missing)) => {
+            let lines = missing
+                .iter()
+                .map(|field| {
+                    line(
+                        false,
+                        false,
+                        format!("GIS no longer has {field}, which ciosync selects"),
+                    )
+                })
+                .collect();
+            let error = GisError::Unavailable(format!(
+                "GIS no longer has {} field(s) ciosync selects: {}",
+                missing.len(),
+                missing.join(", ")
+            ));
+            (lines, Some(error.into()))
+        }
+        Ok(SchemaCheck::Refused(reason)) => {
+            let detail = format!("GIS refused introspection: {reason}");
+            (vec![line(true, true, detail)], None)
+        }
+        Err(e) => {
+            let detail = error::chain(&e);
+            (vec![line(false, false, detail)], Some(e))
+        }
+    }
 }
 
 /// What `ciosync status` reports.

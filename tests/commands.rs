@@ -25,10 +25,11 @@ fn check_proves_both_credentials_one_line_each() {
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
     assert!(lines[0].starts_with("config: ok"));
     assert!(lines[1].starts_with("gis: ok"));
     assert!(lines[2].starts_with("customerio: ok (region us"));
+    assert!(lines[3].starts_with("gis_schema: ok"));
     assert_eq!(changing_requests(&env.cio), 0, "check changes nothing");
 
     env.write_config_with_cio_key("nope");

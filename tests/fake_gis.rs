@@ -780,3 +780,90 @@ fn the_handle_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<FakeGis>();
 }
+
+const PERSON_FIELDS_QUERY: &str =
+    "{ __type(name: \"Person\") { name fields(includeDeprecated: true) { name } } }";
+
+fn field_names(data: &Value) -> Vec<String> {
+    data["__type"]["fields"]
+        .as_array()
+        .expect("a field list")
+        .iter()
+        .map(|f| f["name"].as_str().expect("a name").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn introspection_answers_for_the_schema_served() {
+    let fake = start(2);
+    let d = data(&fake, PERSON_FIELDS_QUERY, Value::Null).await;
+    let fields = field_names(&d);
+    assert!(fields.iter().any(|f| f == "cv_url"), "{fields:?}");
+    assert!(fields.iter().any(|f| f == "home_lc"), "{fields:?}");
+    let d = data(&fake, "{ __schema { queryType { name } } }", Value::Null).await;
+    assert_eq!(d["__schema"]["queryType"]["name"], json!("QueryType"));
+    let d = data(
+        &fake,
+        "{ __type(name: \"NoSuchType\") { name } }",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(d["__type"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_schema_without_a_field_refuses_it_and_does_not_list_it() {
+    let fake = FakeGis::start(FakeGisOptions {
+        people: 2,
+        removed_fields: vec!["Person.cv_url".to_owned()],
+        ..FakeGisOptions::default()
+    })
+    .expect("fake GIS starts");
+    let d = data(&fake, PERSON_FIELDS_QUERY, Value::Null).await;
+    let fields = field_names(&d);
+    assert!(!fields.iter().any(|f| f == "cv_url"), "{fields:?}");
+    assert!(fields.iter().any(|f| f == "email"), "the others stay");
+    let (status, body) = gql(
+        &fake,
+        &fake.static_token(),
+        "{ people { data { id cv_url } } }",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.get("data").is_none(), "{body}");
+    let message = body["errors"][0]["message"].as_str().expect("a message");
+    assert!(message.contains("cv_url"), "{message}");
+
+    // A field the schema never had is a clear start-up error, naming it.
+    let refused = FakeGis::start(FakeGisOptions {
+        removed_fields: vec!["Person.shoe_size".to_owned()],
+        ..FakeGisOptions::default()
+    });
+    let error = refused.err().expect("refused");
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("Person.shoe_size"), "{error}");
+}
+
+#[tokio::test]
+async fn a_gis_without_introspection_answers_it_with_an_error() {
+    let fake = FakeGis::start(FakeGisOptions {
+        people: 2,
+        introspection: false,
+        ..FakeGisOptions::default()
+    })
+    .expect("fake GIS starts");
+    let (status, body) = gql(
+        &fake,
+        &fake.static_token(),
+        PERSON_FIELDS_QUERY,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body["errors"][0]["message"].is_string(), "{body}");
+    assert_eq!(body["data"]["__type"], Value::Null, "{body}");
+    // Everything else works as usual.
+    let d = data(&fake, "{ people { data { id } } }", Value::Null).await;
+    assert_eq!(d["people"]["data"].as_array().map(Vec::len), Some(2));
+}

@@ -16,7 +16,8 @@ use ciosync::fake::gis::FakeGisOptions;
 use serde_json::Value;
 
 use crate::common::{
-    code, content, stderr, stdout_json, with_batch_api, write_endpoint_requests, Content, Env,
+    assert_same_content, code, content, stderr, stdout_json, with_batch_api,
+    write_endpoint_requests, Content, Env,
 };
 
 /// Generated people (half of them in the configured LCs): several GIS pages per run.
@@ -123,14 +124,10 @@ fn assert_recovers(env: &Env, api: Api, what: &str) {
     );
     assert_eq!(stderr(&out), "", "{what}: the follow-up run is silent");
     let expected = reference(api);
-    let got = content(&env.cio);
-    assert_eq!(
-        got.profiles, expected.profiles,
-        "{what}: same profiles as a clean run"
-    );
-    assert_eq!(
-        got.events, expected.events,
-        "{what}: same events as a clean run, each once"
+    assert_same_content(
+        &content(&env.cio),
+        expected,
+        &format!("{what}: same profiles and events as a clean run, each event once"),
     );
     assert_no_event_twice(&env.cio, what);
     let state = assert_state_loads(env, what).expect("state.json after a completed run");
@@ -242,10 +239,10 @@ fn run_case(case: Case) -> (Env, Value) {
     if case.expect == SUCCESS {
         assert_eq!(err, "", "{what}: retries that succeed are info-level");
         let expected = reference(case.api);
-        assert_eq!(
-            content(&env.cio),
-            *expected,
-            "{what}: same content as a clean run"
+        assert_same_content(
+            &content(&env.cio),
+            expected,
+            &format!("{what}: same content as a clean run"),
         );
     } else {
         assert!(!err.is_empty(), "{what}: a failed run says why on stderr");

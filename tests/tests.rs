@@ -11,10 +11,12 @@
 mod common;
 
 mod bad_input;
+mod check_schema;
 mod commands;
 mod crash;
 mod deploy;
 mod fake_cio;
+mod fake_drift;
 mod fake_faults;
 mod fake_gis;
 mod fault_matrix;

@@ -12,6 +12,7 @@
 
 mod current_person;
 pub mod decode;
+pub mod schema_check;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -652,53 +653,11 @@ impl GisClient {
     /// retries; a second 401 is an authentication failure.
     async fn query(&self, query: &str, variables: Value, what: &str) -> Result<Value, GisError> {
         let body = json!({ "query": query, "variables": variables });
-        // Whether the token in use came from this request's own refresh, and how many times
-        // this request renewed its token.
-        let mut refreshed = false;
-        let mut renewals = 0u32;
         let mut graphql_failures = 0u32;
         loop {
-            let (token, generation) = self.access_token().await?;
-            let reply = http::send_with_retry(
-                || {
-                    self.http
-                        .post(&self.endpoint)
-                        .header(reqwest::header::AUTHORIZATION, token.expose())
-                        .json(&body)
-                },
-                &self.policy,
-                None,
-                &self.counters,
-                self.deadline,
-                what,
-            )
-            .await
-            .map_err(|f| match f {
-                Failure::Deadline { .. } => GisError::Deadline(f.to_string()),
-                Failure::Exhausted { .. } => GisError::Unavailable(format!("{what}: {f}")),
-            })?;
+            let reply = self.post_authorized(&body, what).await?;
             match reply.status {
                 200..=299 => {}
-                401 => {
-                    renewals += 1;
-                    let renewed = if matches!(self.auth, Auth::Static(_)) || renewals > MAX_RENEWALS
-                    {
-                        Renewed::Refused
-                    } else {
-                        self.renew_after_401(&token, generation, refreshed).await?
-                    };
-                    match renewed {
-                        Renewed::Adopted => refreshed = false,
-                        Renewed::Refreshed => refreshed = true,
-                        Renewed::Refused => {
-                            return Err(GisError::Auth(format!(
-                                "HTTP 401 on {what}: {}",
-                                reply.body_excerpt(200)
-                            )))
-                        }
-                    }
-                    continue;
-                }
                 403 => {
                     return Err(GisError::Auth(format!(
                         "HTTP 403 on {what}: {}",
@@ -744,6 +703,57 @@ impl GisClient {
                     }
                     tracing::info!(request = what, error = %message, "GIS answered without data; retrying.");
                     tokio::time::sleep(self.policy.backoff(graphql_failures)).await;
+                }
+            }
+        }
+    }
+
+    /// POSTs `body` with the access token, retrying transient failures; on a 401 with OAuth,
+    /// renews the token (another process's newer one, or a refresh) and sends again; a 401
+    /// that renewing cannot cure is an authentication failure (SPEC 3). Any other answer is
+    /// returned for the caller to read.
+    async fn post_authorized(&self, body: &Value, what: &str) -> Result<http::Reply, GisError> {
+        // Whether the token in use came from this request's own refresh, and how many times
+        // this request renewed its token.
+        let mut refreshed = false;
+        let mut renewals = 0u32;
+        loop {
+            let (token, generation) = self.access_token().await?;
+            let reply = http::send_with_retry(
+                || {
+                    self.http
+                        .post(&self.endpoint)
+                        .header(reqwest::header::AUTHORIZATION, token.expose())
+                        .json(body)
+                },
+                &self.policy,
+                None,
+                &self.counters,
+                self.deadline,
+                what,
+            )
+            .await
+            .map_err(|f| match f {
+                Failure::Deadline { .. } => GisError::Deadline(f.to_string()),
+                Failure::Exhausted { .. } => GisError::Unavailable(format!("{what}: {f}")),
+            })?;
+            if reply.status != 401 {
+                return Ok(reply);
+            }
+            renewals += 1;
+            let renewed = if matches!(self.auth, Auth::Static(_)) || renewals > MAX_RENEWALS {
+                Renewed::Refused
+            } else {
+                self.renew_after_401(&token, generation, refreshed).await?
+            };
+            match renewed {
+                Renewed::Adopted => refreshed = false,
+                Renewed::Refreshed => refreshed = true,
+                Renewed::Refused => {
+                    return Err(GisError::Auth(format!(
+                        "HTTP 401 on {what}: {}",
+                        reply.body_excerpt(200)
+                    )))
                 }
             }
         }

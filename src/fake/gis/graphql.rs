@@ -1,18 +1,24 @@
 //! GraphQL for the fake GIS: every query is parsed and validated against the real schema
-//! (`gis/schema.graphql`) with apollo-compiler, then executed field by field, so a response
-//! holds exactly the fields asked for (aliases, variables, nested selections included).
+//! (`gis/schema.graphql`, or a copy with some fields removed) with apollo-compiler, then
+//! executed field by field, so a response holds exactly the fields asked for (aliases,
+//! variables, nested selections included). Introspection (`__type`, `__schema`) answers for
+//! the schema served, unless the fake refuses it as a locked-down GIS would.
+//!
+//! Also tells a page of a list apart from other requests ([`list_request`]), and reports
+//! every page it computes to an observer: drift and out-of-order serving build on that.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use apollo_compiler::ast;
 use apollo_compiler::resolvers::{Execution, FieldError, ObjectValue, ResolveInfo, ResolvedValue};
 use apollo_compiler::response::{serde_json_bytes, GraphQLError, JsonMap};
-use apollo_compiler::schema::Type;
+use apollo_compiler::schema::{ExtendedType, Type};
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
 use serde_json::{json, Value};
 
+use super::drift::GisList;
 use super::generate::{bot_json, parse_time};
 use super::store::{AppQuery, PeopleQuery, Sort, SortKey, Store, Window};
 
@@ -23,12 +29,227 @@ const SCHEMA_SDL: &str = include_str!("../../../gis/schema.graphql");
 pub(crate) const DEFAULT_PER_PAGE: u32 = 25;
 
 /// The parsed, validated schema (parsed once per process).
-pub(crate) fn schema() -> &'static Valid<Schema> {
-    static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
+pub(crate) fn schema() -> &'static Arc<Valid<Schema>> {
+    static SCHEMA: OnceLock<Arc<Valid<Schema>>> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        Schema::parse_and_validate(SCHEMA_SDL, "gis/schema.graphql")
-            .expect("gis/schema.graphql is a valid schema (checked by the tests)")
+        Arc::new(
+            Schema::parse_and_validate(SCHEMA_SDL, "gis/schema.graphql")
+                .expect("gis/schema.graphql is a valid schema (checked by the tests)"),
+        )
     })
+}
+
+/// The schema without the `removed` fields (each `Type.field`, on an object, interface or
+/// input type): a GIS whose API changed under ciosync.
+///
+/// # Errors
+/// A message naming an entry that is not `Type.field` or not in the schema, or saying why
+/// the schema is no longer valid without it.
+pub(crate) fn schema_without(removed: &[String]) -> Result<Arc<Valid<Schema>>, String> {
+    if removed.is_empty() {
+        return Ok(Arc::clone(schema()));
+    }
+    let mut schema = Schema::parse(SCHEMA_SDL, "gis/schema.graphql")
+        .map_err(|e| format!("gis/schema.graphql does not parse: {}", e.errors))?;
+    for entry in removed {
+        let (type_name, field) = entry
+            .split_once('.')
+            .ok_or_else(|| format!("removed field `{entry}` is not of the form Type.field"))?;
+        let found = match schema.types.get_mut(type_name) {
+            Some(ExtendedType::Object(t)) => t.make_mut().fields.shift_remove(field).is_some(),
+            Some(ExtendedType::Interface(t)) => t.make_mut().fields.shift_remove(field).is_some(),
+            Some(ExtendedType::InputObject(t)) => t.make_mut().fields.shift_remove(field).is_some(),
+            _ => false,
+        };
+        if !found {
+            return Err(format!(
+                "removed field `{entry}`: gis/schema.graphql has no such field"
+            ));
+        }
+    }
+    schema
+        .validate()
+        .map(Arc::new)
+        .map_err(|e| format!("the schema without {removed:?} is invalid: {}", e.errors))
+}
+
+/// One page a list resolver computed, as the observer of [`execute`] sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct ComputedPage {
+    pub list: GisList,
+    /// The root field's arguments (variables substituted).
+    pub args: Value,
+    pub page: u64,
+    pub per_page: u32,
+    pub total_items: u64,
+    /// Ids of the records on the page, in order.
+    pub ids: Vec<u64>,
+    /// Narrowed to given ids or to one person: a lookup, not a page of the whole list.
+    pub narrowed: bool,
+}
+
+/// Where [`execute`] reports the pages it computes.
+pub(crate) type PageObserver = Mutex<Vec<ComputedPage>>;
+
+/// A request for a page of a list, read from the query before it runs.
+#[derive(Debug, Clone)]
+pub(crate) struct ListRequest {
+    pub list: GisList,
+    /// The root field's arguments (variables substituted).
+    pub args: Value,
+    pub page: u64,
+    pub per_page: u32,
+    /// Narrowed to given ids or to one person: a lookup, not a page of the whole list.
+    pub narrowed: bool,
+}
+
+impl From<&ComputedPage> for ListRequest {
+    fn from(page: &ComputedPage) -> ListRequest {
+        ListRequest {
+            list: page.list,
+            args: page.args.clone(),
+            page: page.page,
+            per_page: page.per_page,
+            narrowed: page.narrowed,
+        }
+    }
+}
+
+impl ListRequest {
+    /// What identifies the scan this page belongs to: the list, its filters and order, and
+    /// the page size; everything but the page number.
+    pub(crate) fn scan_key(&self) -> String {
+        let mut args = self.args.clone();
+        if let Some(map) = args.as_object_mut() {
+            map.remove("page");
+            map.insert("per_page".to_owned(), json!(self.per_page));
+            if let Some(Value::Object(pagination)) = map.get_mut("pagination") {
+                pagination.remove("page");
+                pagination.remove("per_page");
+            }
+        }
+        format!("{:?}:{args}", self.list)
+    }
+}
+
+/// The list page an operation asks for, if its first list root field is one; `None` for
+/// anything else.
+pub(crate) fn list_request(
+    document: &Valid<ExecutableDocument>,
+    per_page_cap: u32,
+    request: &Request<'_>,
+) -> Option<ListRequest> {
+    let operation = document.operations.get(request.operation_name).ok()?;
+    let variables = request.variables;
+    let field = operation.root_fields(document).find(|f| {
+        matches!(
+            f.name.as_str(),
+            "people" | "allPeople" | "allOpportunityApplication" | "personApplications"
+        )
+    })?;
+    let defaults: Vec<(&str, &ast::Value)> = operation
+        .variables
+        .iter()
+        .filter_map(|v| Some((v.name.as_str(), v.default_value.as_deref()?)))
+        .collect();
+    let args = Value::Object(
+        field
+            .arguments
+            .iter()
+            .map(|a| {
+                (
+                    a.name.to_string(),
+                    ast_to_json(&a.value, variables, &defaults),
+                )
+            })
+            .collect(),
+    );
+    let (page, per_page) = paging_args(&args, per_page_cap);
+    let filters = &args["filters"];
+    let (list, narrowed) = match field.name.as_str() {
+        "people" | "allPeople" => (GisList::People, !filters["ids"].is_null()),
+        "personApplications" => (GisList::Applications, true),
+        _ => (GisList::Applications, !filters["person_id"].is_null()),
+    };
+    Some(ListRequest {
+        list,
+        args,
+        page: u64::try_from(page).unwrap_or(1),
+        per_page,
+        narrowed,
+    })
+}
+
+/// A literal argument as JSON, with variables taken from the request (or their defaults).
+fn ast_to_json(value: &ast::Value, variables: &Value, defaults: &[(&str, &ast::Value)]) -> Value {
+    match value {
+        ast::Value::Null => Value::Null,
+        ast::Value::Enum(name) => Value::String(name.to_string()),
+        ast::Value::Variable(name) => match variables.get(name.as_str()) {
+            Some(v) => v.clone(),
+            None => defaults
+                .iter()
+                .find(|(n, _)| *n == name.as_str())
+                .map_or(Value::Null, |(_, v)| ast_to_json(v, variables, &[])),
+        },
+        ast::Value::String(s) => Value::String(s.clone()),
+        ast::Value::Float(f) => f
+            .try_to_f64()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        ast::Value::Int(i) => i
+            .as_str()
+            .parse::<i64>()
+            .map_or(Value::Null, |n| Value::Number(n.into())),
+        ast::Value::Boolean(b) => Value::Bool(*b),
+        ast::Value::List(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| ast_to_json(v, variables, defaults))
+                .collect(),
+        ),
+        ast::Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), ast_to_json(v, variables, defaults)))
+                .collect(),
+        ),
+    }
+}
+
+/// How many records the list filtered by `args` holds now.
+pub(crate) fn list_len(store: &Store, list: GisList, args: &Value) -> usize {
+    let root = QueryRoot {
+        store,
+        per_page_cap: u32::MAX,
+        observer: None,
+    };
+    match list {
+        GisList::People => root.find_people(args).len(),
+        GisList::Applications => root.find_apps(args, None).len(),
+    }
+}
+
+/// The ids of every record of the list filtered by `args`, in its order, as they are now.
+pub(crate) fn list_ids(store: &Store, list: GisList, args: &Value) -> Vec<u64> {
+    let root = QueryRoot {
+        store,
+        per_page_cap: u32::MAX,
+        observer: None,
+    };
+    match list {
+        GisList::People => root
+            .find_people(args)
+            .iter()
+            .map(|i| store.person_id_at(*i))
+            .collect(),
+        GisList::Applications => root
+            .find_apps(args, None)
+            .iter()
+            .map(|j| store.app_id_at(*j))
+            .collect(),
+    }
 }
 
 /// The names of the root fields an operation selects (best effort, even for invalid queries).
@@ -58,19 +279,93 @@ pub(crate) fn root_fields(query: &str, operation_name: Option<&str>) -> Vec<Stri
         .unwrap_or_default()
 }
 
-/// Runs one GraphQL request. Returns the serialized response body (straight from the
-/// execution result, skipping an intermediate JSON tree); `Err` holds request errors
-/// (parse, validation, variables) already shaped as `{"errors": [...]}`.
+/// One GraphQL request as posted.
+pub(crate) struct Request<'a> {
+    pub query: &'a str,
+    pub operation_name: Option<&'a str>,
+    pub variables: &'a Value,
+}
+
+/// How a fake serves GraphQL: its schema, page size cap, and whether it answers
+/// introspection (false: `__type` and `__schema` get a field error each, as on a GIS that
+/// locked it down).
+pub(crate) struct Service {
+    pub schema: Arc<Valid<Schema>>,
+    pub per_page_cap: u32,
+    pub introspection: bool,
+    /// The documents of the last few distinct queries: a client sends the same few query
+    /// texts over and over, and validating one costs as much as running it.
+    pub parsed: Mutex<Vec<(String, Arc<Valid<ExecutableDocument>>)>>,
+}
+
+/// How many validated documents a [`Service`] keeps.
+const PARSED_DOCUMENTS: usize = 16;
+
+impl Service {
+    pub(crate) fn new(schema: Arc<Valid<Schema>>, per_page_cap: u32, introspection: bool) -> Self {
+        Service {
+            schema,
+            per_page_cap,
+            introspection,
+            parsed: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Runs one GraphQL request (see [`Request`]) against `store`. Returns the serialized
+/// response body (straight from the execution result, skipping an intermediate JSON tree);
+/// `Err` holds request errors (parse, validation, variables) already shaped as
+/// `{"errors": [...]}`. Every list page computed is pushed to `observer`, when given.
 pub(crate) fn execute(
+    service: &Service,
     store: &Store,
-    per_page_cap: u32,
-    query: &str,
-    operation_name: Option<&str>,
-    variables: &Value,
+    request: &Request<'_>,
+    observer: Option<&PageObserver>,
 ) -> Result<Vec<u8>, Value> {
-    let schema = schema();
-    let document = ExecutableDocument::parse_and_validate(schema, query, "query.graphql")
+    let document = parse(service, request.query)?;
+    execute_parsed(service, store, &document, request, observer)
+}
+
+/// Parses and validates a query against the served schema; `Err` is the request error
+/// body.
+pub(crate) fn parse(
+    service: &Service,
+    query: &str,
+) -> Result<Arc<Valid<ExecutableDocument>>, Value> {
+    let lock = || {
+        service
+            .parsed
+            .lock()
+            .expect("parsed documents lock poisoned")
+    };
+    if let Some((_, document)) = lock().iter().find(|(text, _)| text == query) {
+        return Ok(Arc::clone(document));
+    }
+    let document = ExecutableDocument::parse_and_validate(&service.schema, query, "query.graphql")
+        .map(Arc::new)
         .map_err(|e| errors_body(e.errors.iter().map(|d| d.to_json()).collect()))?;
+    let mut parsed = lock();
+    if parsed.len() >= PARSED_DOCUMENTS {
+        parsed.remove(0);
+    }
+    parsed.push((query.to_owned(), Arc::clone(&document)));
+    Ok(document)
+}
+
+/// [`execute`] for a document [`parse`] returned.
+pub(crate) fn execute_parsed(
+    service: &Service,
+    store: &Store,
+    document: &Valid<ExecutableDocument>,
+    request: &Request<'_>,
+    observer: Option<&PageObserver>,
+) -> Result<Vec<u8>, Value> {
+    let Request {
+        operation_name,
+        variables,
+        ..
+    } = *request;
+    let schema = &*service.schema;
     let variables: JsonMap = match variables {
         Value::Object(map) => serde_json_bytes::Value::from(Value::Object(map.clone()))
             .as_object()
@@ -78,13 +373,24 @@ pub(crate) fn execute(
             .unwrap_or_default(),
         _ => JsonMap::new(),
     };
-    let execution = Execution::new(schema, &document)
+    let execution = Execution::new(schema, document)
         .operation_name(operation_name)
         .map_err(|e| errors_body(vec![e.to_graphql_error(&document.sources)]))?
-        .raw_variable_values(&variables);
+        .raw_variable_values(&variables)
+        .enable_schema_introspection(service.introspection);
+    if service.introspection {
+        // The introspection schema is recursive: refuse absurdly deep queries, as servers do.
+        let operation = document
+            .operations
+            .get(operation_name)
+            .map_err(|e| errors_body(vec![e.to_graphql_error(&document.sources)]))?;
+        apollo_compiler::introspection::check_max_depth(document, operation)
+            .map_err(|e| errors_body(vec![e.to_graphql_error(&document.sources)]))?;
+    }
     let root = QueryRoot {
         store,
-        per_page_cap,
+        per_page_cap: service.per_page_cap,
+        observer,
     };
     let response = execution
         .execute_sync(&root)
@@ -100,6 +406,7 @@ fn errors_body(errors: Vec<GraphQLError>) -> Value {
 struct QueryRoot<'s> {
     store: &'s Store,
     per_page_cap: u32,
+    observer: Option<&'s PageObserver>,
 }
 
 /// A page of a list, with its `paging` envelope.
@@ -123,7 +430,7 @@ fn arguments(info: &ResolveInfo<'_>) -> Value {
     serde_json::to_value(info.arguments()).unwrap_or(Value::Null)
 }
 
-fn int_list(v: &Value) -> Option<Vec<u64>> {
+pub(crate) fn int_list(v: &Value) -> Option<Vec<u64>> {
     match v {
         Value::Null => None,
         Value::Array(items) => Some(
@@ -222,14 +529,12 @@ fn paging_args(args: &Value, cap: u32) -> (i64, u32) {
 }
 
 impl<'s> QueryRoot<'s> {
-    fn page<'a>(
-        &'a self,
-        args: &Value,
-        found: &[u32],
-        type_name: &'static str,
-        item_type: &'static str,
-        render: impl Fn(&[u32]) -> Vec<Value>,
-    ) -> ListPage<'s> {
+    /// One page of `found`; `total_items` and `total_pages` are those of `found` now.
+    fn page(&self, list: GisList, args: &Value, found: &[u32], narrowed: bool) -> ListPage<'s> {
+        let (type_name, item_type) = match list {
+            GisList::People => ("PersonList", "Person"),
+            GisList::Applications => ("OpportunityApplicationList", "OpportunityApplication"),
+        };
         let (page, per_page) = paging_args(args, self.per_page_cap);
         let total = found.len() as u64;
         let total_pages = total.div_ceil(u64::from(per_page));
@@ -239,6 +544,31 @@ impl<'s> QueryRoot<'s> {
             .get(start.min(found.len())..)
             .map(|rest| &rest[..rest.len().min(per_page as usize)])
             .unwrap_or(&[]);
+        if let Some(observer) = self.observer {
+            let ids = slice
+                .iter()
+                .map(|i| match list {
+                    GisList::People => self.store.person_id_at(*i),
+                    GisList::Applications => self.store.app_id_at(*i),
+                })
+                .collect();
+            observer
+                .lock()
+                .expect("page observer lock poisoned")
+                .push(ComputedPage {
+                    list,
+                    args: args.clone(),
+                    page: u64::try_from(page).unwrap_or(1),
+                    per_page,
+                    total_items: total,
+                    ids,
+                    narrowed,
+                });
+        }
+        let render = |idxs: &[u32]| match list {
+            GisList::People => self.store.people_page(idxs),
+            GisList::Applications => self.store.apps_page(idxs),
+        };
         ListPage {
             type_name,
             item_type,
@@ -252,7 +582,7 @@ impl<'s> QueryRoot<'s> {
         }
     }
 
-    fn people(&self, args: &Value) -> ListPage<'s> {
+    fn find_people(&self, args: &Value) -> Arc<Vec<u32>> {
         let f = &args["filters"];
         let q = PeopleQuery {
             lcs: int_list(&f["home_committee"]),
@@ -261,13 +591,22 @@ impl<'s> QueryRoot<'s> {
             statuses: string_list(&f["statuses"], &f["status"]),
             sort: sort(args),
         };
-        let found = self.store.find_people(&q);
-        self.page(args, &found, "PersonList", "Person", |idxs| {
-            self.store.people_page(idxs)
-        })
+        self.store.find_people(&q)
+    }
+
+    fn people(&self, args: &Value) -> ListPage<'s> {
+        let found = self.find_people(args);
+        let narrowed = !args["filters"]["ids"].is_null();
+        self.page(GisList::People, args, &found, narrowed)
     }
 
     fn applications(&self, args: &Value, person_id: Option<u64>) -> ListPage<'s> {
+        let found = self.find_apps(args, person_id);
+        let narrowed = person_id.is_some() || !args["filters"]["person_id"].is_null();
+        self.page(GisList::Applications, args, &found, narrowed)
+    }
+
+    fn find_apps(&self, args: &Value, person_id: Option<u64>) -> Arc<Vec<u32>> {
         let f = &args["filters"];
         let q = AppQuery {
             person_lcs: int_list(&f["person_home_lc"]),
@@ -278,14 +617,7 @@ impl<'s> QueryRoot<'s> {
             programmes: int_list(&f["programmes"]),
             sort: sort(args),
         };
-        let found = self.store.find_apps(&q);
-        self.page(
-            args,
-            &found,
-            "OpportunityApplicationList",
-            "OpportunityApplication",
-            |idxs| self.store.apps_page(idxs),
-        )
+        self.store.find_apps(&q)
     }
 }
 

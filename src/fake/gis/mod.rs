@@ -20,12 +20,22 @@
 //!   strictest choice, under which a refresh token works exactly once); Doorkeeper's
 //!   revoke-on-use is an option. Either way, a refresh revokes the access token issued with
 //!   the refresh token it consumed, as Doorkeeper does.
+//! - Introspection is answered (GIS's schema was introspected to write `gis/schema.graphql`);
+//!   [`FakeGisOptions::introspection`] turns it off, [`FakeGisOptions::removed_fields`]
+//!   serves a schema that lost some fields.
+//!
+//! Lists can change while a client pages through them, and concurrent pages can be served
+//! out of order: see [`FakeGis::set_drift`], [`FakeGis::set_out_of_order`] and the `drift`
+//! module's terms.
 
+mod drift;
 mod generate;
 mod graphql;
 mod oauth;
 mod rng;
 mod store;
+
+pub use drift::{DriftAction, DriftApplied, DriftSchedule, DriftStep, GisList, PageServed, Which};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -45,6 +55,7 @@ use serde_json::{json, Value};
 use super::faults::Faults;
 use super::server::Server;
 use super::RequestRecord;
+use drift::Tracker;
 use oauth::{AuthError, Tokens};
 pub use oauth::{RefreshAttempt, RefreshRevocation};
 use store::Store;
@@ -68,6 +79,12 @@ pub struct FakeGisOptions {
     pub refresh_revocation: RefreshRevocation,
     /// The fake's "now": stamps mutations and token `created_at`.
     pub clock: DateTime<Utc>,
+    /// Fields (`"Type.field"`) the served schema lacks: a GIS whose API changed. Queries
+    /// selecting them are refused, and introspection does not list them.
+    pub removed_fields: Vec<String>,
+    /// Whether introspection (`__type`, `__schema`) is answered; false answers each with a
+    /// field error, as a GIS that locked it down would.
+    pub introspection: bool,
 }
 
 impl Default for FakeGisOptions {
@@ -84,6 +101,8 @@ impl Default for FakeGisOptions {
                 .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
                 .single()
                 .expect("a valid fixed date"),
+            removed_fields: Vec::new(),
+            introspection: true,
         }
     }
 }
@@ -104,18 +123,31 @@ pub struct QueryRecord {
 }
 
 /// State shared by the handlers and the handle.
+///
+/// Lock order: `tracker` before `store`, never the other way round.
 struct Shared {
     store: RwLock<Store>,
     tokens: Mutex<Tokens>,
     requests: Mutex<Vec<RequestRecord>>,
     queries: Mutex<Vec<QueryRecord>>,
     clock: Mutex<DateTime<Utc>>,
-    per_page_cap: u32,
+    service: graphql::Service,
+    tracker: Mutex<Tracker>,
+    /// While tracking, GraphQL requests are computed one at a time, so "between two page
+    /// requests" means something.
+    compute_gate: tokio::sync::Mutex<()>,
+    /// Woken whenever a tracked list page request arrives, is computed or ends
+    /// (out-of-order holds wait on it).
+    page_computed: tokio::sync::Notify,
 }
 
 impl Shared {
     fn clock(&self) -> DateTime<Utc> {
         *self.clock.lock().expect("clock lock poisoned")
+    }
+
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.tracker.lock().expect("drift tracker lock poisoned")
     }
 
     fn store(&self) -> std::sync::RwLockReadGuard<'_, Store> {
@@ -138,8 +170,11 @@ impl FakeGis {
     /// Generates the data and starts serving on `127.0.0.1` (a free port).
     ///
     /// # Errors
-    /// When the server cannot bind or start.
+    /// When the server cannot bind or start, or `removed_fields` names a field the schema
+    /// does not have (`InvalidInput`).
     pub fn start(opts: FakeGisOptions) -> std::io::Result<FakeGis> {
+        let schema = graphql::schema_without(&opts.removed_fields)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let store = Store::generate(opts.seed, opts.people, &opts.lcs);
         let shared = Arc::new(Shared {
             store: RwLock::new(store),
@@ -152,7 +187,10 @@ impl FakeGis {
             requests: Mutex::new(Vec::new()),
             queries: Mutex::new(Vec::new()),
             clock: Mutex::new(opts.clock),
-            per_page_cap: opts.per_page_cap.max(1),
+            service: graphql::Service::new(schema, opts.per_page_cap.max(1), opts.introspection),
+            tracker: Mutex::new(Tracker::default()),
+            compute_gate: tokio::sync::Mutex::new(()),
+            page_computed: tokio::sync::Notify::new(),
         });
         let faults = Faults::default();
         let routes = Router::new()
@@ -330,6 +368,47 @@ impl FakeGis {
         let clock = self.shared.clock();
         self.shared.store_mut().move_person(id, lc, clock)
     }
+
+    /// Removes an application (its person stays). False if it does not exist.
+    pub fn remove_application(&self, id: u64) -> bool {
+        self.shared.store_mut().remove_application(id)
+    }
+
+    /// Starts `schedule`: from now on the lists change between page requests as it says
+    /// (terms in the `drift` module's docs). Request counts, scans, the drift log and the
+    /// page log start over. While a schedule is set, GraphQL requests are computed one at a
+    /// time.
+    pub fn set_drift(&self, schedule: DriftSchedule) {
+        self.shared.tracker().set_schedule(Some(schedule));
+    }
+
+    /// Stops drifting (the logs stay readable until the next [`FakeGis::set_drift`]).
+    pub fn clear_drift(&self) {
+        self.shared.tracker().stop_schedule();
+    }
+
+    /// What each drift step did, in the order they ran.
+    pub fn drift_log(&self) -> Vec<DriftApplied> {
+        self.shared.tracker().drift_log()
+    }
+
+    /// Every list page request computed while drift or out-of-order serving was on, in the
+    /// order computed, with the paging it answered and the ids it served.
+    pub fn page_log(&self) -> Vec<PageServed> {
+        self.shared.tracker().page_log()
+    }
+
+    /// Serves concurrent pages of a list latest first. With `Some(fallback)`, page `p > 1`
+    /// of a scan (same list, filters, order and page size) is computed only once page
+    /// `p + 1` of it has been, unless `p` is the last page. While a later page of the scan
+    /// is in flight, `p` waits for it; the latest page in flight waits at most `fallback`
+    /// for its successor, so a sequential reader is slowed, never stuck, and a batch of
+    /// concurrent pages costs one fallback at most. Page 1 is never held (readers read it
+    /// first to learn `total_pages`). Pages 2..=5 requested together are thus computed
+    /// 5, 4, 3, 2. `None` serves in arrival order again.
+    pub fn set_out_of_order(&self, fallback: Option<Duration>) {
+        self.shared.tracker().set_out_of_order(fallback);
+    }
 }
 
 /// Records method, path, status and body size of every request. The record is written
@@ -415,13 +494,17 @@ async fn graphql_handler(
             json!({"errors": [{"message": "Expected a JSON body with a \"query\" string."}]}),
         ),
         Ok(()) => {
-            let result = graphql::execute(
-                &shared.store(),
-                shared.per_page_cap,
+            let request = graphql::Request {
                 query,
                 operation_name,
-                &variables,
-            );
+                variables: &variables,
+            };
+            let tracking = shared.tracker().active();
+            let result = if tracking {
+                execute_tracked(&shared, &request).await
+            } else {
+                graphql::execute(&shared.service, &shared.store(), &request, None)
+            };
             match result {
                 Ok(bytes) => {
                     // Field errors (HTTP 200 with data) are rare; a cheap byte scan spots them.
@@ -451,6 +534,126 @@ async fn graphql_handler(
         .expect("query log lock poisoned")
         .push(log);
     (status, Json(body)).into_response()
+}
+
+/// Runs a request while drift or out-of-order serving is on: a list page request may first
+/// be held (out of order), then requests are computed one at a time, each computed list
+/// page is logged, and the drift steps it makes due run before the next computation.
+async fn execute_tracked(
+    shared: &Shared,
+    request: &graphql::Request<'_>,
+) -> Result<Vec<u8>, Value> {
+    let document = graphql::parse(&shared.service, request.query)?;
+    let list = graphql::list_request(&document, shared.service.per_page_cap, request)
+        .filter(|l| !l.narrowed);
+    // The scan a computed page belongs to is named from the request as posted (the same
+    // name its out-of-order hold waits under), not from the arguments after coercion.
+    let scan_key = list.as_ref().map(graphql::ListRequest::scan_key);
+    let mut _in_flight = None;
+    if let (Some(list), Some(key)) = (&list, &scan_key) {
+        let fallback = {
+            let mut tracker = shared.tracker();
+            tracker.arrive(list);
+            tracker.enter(key, list.page);
+            tracker.out_of_order()
+        };
+        // Earlier pages waiting on their fallback now wait for this one instead.
+        shared.page_computed.notify_waiters();
+        // Leaves the in-flight set however this request ends (a client may hang up).
+        _in_flight = Some(InFlight {
+            shared,
+            key: key.clone(),
+            page: list.page,
+        });
+        if let Some(fallback) = fallback {
+            hold_for_next_page(shared, list, key, fallback).await;
+        }
+    }
+    let _one_at_a_time = shared.compute_gate.lock().await;
+    let observer = graphql::PageObserver::default();
+    let result = graphql::execute_parsed(
+        &shared.service,
+        &shared.store(),
+        &document,
+        request,
+        Some(&observer),
+    );
+    let computed = observer.into_inner().expect("page observer lock poisoned");
+    let clock = shared.clock();
+    {
+        let mut tracker = shared.tracker();
+        for page in computed.iter().filter(|p| !p.narrowed) {
+            let asked = list
+                .as_ref()
+                .is_some_and(|l| (l.list, l.page) == (page.list, page.page));
+            let key = match &scan_key {
+                Some(key) if asked => key.clone(),
+                _ => graphql::ListRequest::from(page).scan_key(),
+            };
+            for step in tracker.record(page, key) {
+                tracker.apply(&mut shared.store_mut(), step, page, clock);
+            }
+        }
+    }
+    shared.page_computed.notify_waiters();
+    result
+}
+
+/// A list page request between its arrival and its end, for out-of-order holds.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    key: String,
+    page: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.shared.tracker().leave(&self.key, self.page);
+        self.shared.page_computed.notify_waiters();
+    }
+}
+
+/// Out-of-order serving: holds page `p` of scan `key` until page `p + 1` has been computed.
+/// Page 1 and the last page (per the list now) are never held. While a later page of the
+/// scan is in flight, `p` waits for it (it computes in turn, releasing `p`); the latest page
+/// in flight waits at most `fallback` from its arrival, so a batch costs one fallback and a
+/// sequential reader is slowed, never stuck.
+async fn hold_for_next_page(
+    shared: &Shared,
+    list: &graphql::ListRequest,
+    key: &str,
+    fallback: Duration,
+) {
+    if list.page <= 1 {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + fallback;
+    loop {
+        // Registered before the condition is checked, so a page computed in between still
+        // wakes this wait.
+        let notified = shared.page_computed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let total_pages = {
+            let total = graphql::list_len(&shared.store(), list.list, &list.args) as u64;
+            total.div_ceil(u64::from(list.per_page.max(1)))
+        };
+        if list.page >= total_pages {
+            return;
+        }
+        let later_in_flight = {
+            let tracker = shared.tracker();
+            if tracker.computed(key, list.page + 1) {
+                return;
+            }
+            tracker.in_flight_after(key, list.page)
+        };
+        if later_in_flight {
+            notified.await;
+        } else if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The client credentials from HTTP Basic, else from the form (Doorkeeper accepts both).

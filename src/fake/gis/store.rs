@@ -36,6 +36,7 @@ struct AppRow {
     created: u32,
     updated: u32,
     status: u16,
+    removed: bool,
 }
 
 /// Which time a list is ordered by.
@@ -188,6 +189,7 @@ impl Store {
                     created: pack_time(t.created),
                     updated: pack_time(t.updated),
                     status: u16::try_from(t.status).unwrap_or(0),
+                    removed: false,
                 });
             }
             rows.push(PersonRow {
@@ -271,7 +273,7 @@ impl Store {
         };
         let row = self.apps[idx as usize];
         // An application whose person was removed is gone with them.
-        if row.person != NO_PERSON && self.people[row.person as usize].removed {
+        if row.removed || (row.person != NO_PERSON && self.people[row.person as usize].removed) {
             return None;
         }
         Some(idx)
@@ -337,11 +339,15 @@ impl Store {
         let mut out = Vec::new();
         if (person as usize) < self.generated_people {
             let range = self.app_start[person as usize]..self.app_start[person as usize + 1];
-            out.extend(range.filter(|j| self.apps[*j as usize].person == person));
+            out.extend(range.filter(|j| {
+                let row = self.apps[*j as usize];
+                row.person == person && !row.removed
+            }));
         }
         if let Some(extra) = self.extra_apps.get(&person) {
             for j in extra {
-                if self.apps[*j as usize].person == person && !out.contains(j) {
+                let row = self.apps[*j as usize];
+                if row.person == person && !row.removed && !out.contains(j) {
                     out.push(*j);
                 }
             }
@@ -361,6 +367,34 @@ impl Store {
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// The id of the person at row `idx`.
+    pub(crate) fn person_id_at(&self, idx: u32) -> u64 {
+        self.people[idx as usize].id
+    }
+
+    /// The id of the application at row `idx`.
+    pub(crate) fn app_id_at(&self, idx: u32) -> u64 {
+        self.apps[idx as usize].id
+    }
+
+    /// The id of a live application's person, if it has one.
+    pub(crate) fn application_person(&self, id: u64) -> Option<u64> {
+        let row = self.apps[self.app_index(id)? as usize];
+        (row.person != NO_PERSON).then(|| self.people[row.person as usize].id)
+    }
+
+    /// The LCs people live in, in slot order (the generator's LCs first).
+    pub(crate) fn lcs(&self) -> &[u64] {
+        &self.lcs
+    }
+
+    /// The latest `created_at` or `updated_at` of any record, in unix seconds.
+    pub(crate) fn newest_time(&self) -> i64 {
+        let people = self.people.iter().map(|r| r.created.max(r.updated));
+        let apps = self.apps.iter().map(|r| r.created.max(r.updated));
+        people.chain(apps).max().map_or(0, unpack_time)
     }
 
     fn invalidate(&self) {
@@ -622,6 +656,16 @@ impl Store {
         true
     }
 
+    /// Removes an application (its person stays).
+    pub(crate) fn remove_application(&mut self, id: u64) -> bool {
+        let Some(idx) = self.app_index(id) else {
+            return false;
+        };
+        self.apps[idx as usize].removed = true;
+        self.invalidate();
+        true
+    }
+
     /// Adds a person (or replaces the one with the same id).
     pub(crate) fn insert_person(&mut self, mut person: Value, clock: DateTime<Utc>) {
         let id = id_of(&person["id"]).expect("insert_person needs a numeric \"id\"");
@@ -681,6 +725,7 @@ impl Store {
                     created: 0,
                     updated: 0,
                     status: 0,
+                    removed: false,
                 });
                 self.app_ids.insert(id, idx);
                 idx
