@@ -9,6 +9,9 @@
 //! the 14 fingerprints as big-endian `u32`), an application a short array
 //! `[person_id, rank, [counts with trailing zeros trimmed], last_side]`.
 //!
+//! A file exactly as ciosync writes it is read by [`canonical`], several times faster;
+//! anything else (a hand-edited file, a broken one) by the serde reader here.
+//!
 //! What is wrong with a file is reported in a fixed order, whatever the order of its fields:
 //! not JSON (or truncated) first, then an unknown format version, then a field that is
 //! unknown, missing, repeated or of the wrong type, then a bad record (the lowest person id,
@@ -28,7 +31,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
-use super::{ApplicationState, Counts, PersonState, State, Table, STATE_VERSION};
+use super::{canonical, ApplicationState, Counts, PersonState, State, Table, STATE_VERSION};
 use crate::model::{ApplicationId, EventKind, PersonId, Step, ATTRIBUTES};
 
 /// Bytes of one person's record before base64: the flags byte and the fingerprints.
@@ -71,6 +74,10 @@ pub(super) enum ReadError {
 /// [`ReadError::Io`] when reading fails, [`ReadError::Invalid`] when the content is empty,
 /// truncated, corrupt or of another version.
 pub(super) fn read_state<R: Read>(open: impl Fn() -> io::Result<R>) -> Result<State, ReadError> {
+    let reader = BufReader::with_capacity(READ_BUFFER, open().map_err(ReadError::Io)?);
+    if let Some(state) = canonical::read(reader).map_err(ReadError::Io)? {
+        return Ok(state);
+    }
     let reader = BufReader::with_capacity(READ_BUFFER, open().map_err(ReadError::Io)?);
     let problem = match parse(reader) {
         Ok(Parsed {
@@ -415,13 +422,18 @@ impl Record for ApplicationKind {
 /// `last_side` is the side's [`EventKind::index`] (stable: append-only), not its name, which
 /// would double the size of a large state. (Its name shows in error messages.)
 #[derive(Deserialize)]
-struct ApplicationRecord(PersonId, u8, CountList, Option<usize>);
+pub(super) struct ApplicationRecord(
+    pub(super) PersonId,
+    pub(super) u8,
+    pub(super) CountList,
+    pub(super) Option<usize>,
+);
 
 /// The counts of an application as listed (`len` of them), the first
 /// [`EventKind::COUNT`] kept.
-struct CountList {
-    counts: [u32; EventKind::COUNT],
-    len: usize,
+pub(super) struct CountList {
+    pub(super) counts: [u32; EventKind::COUNT],
+    pub(super) len: usize,
 }
 
 impl<'de> Deserialize<'de> for CountList {
@@ -487,7 +499,7 @@ impl<'de, R: Record> Visitor<'de> for RecordsSeed<R> {
     }
 }
 
-fn decode_person(encoded: &str) -> Result<PersonState, String> {
+pub(super) fn decode_person(encoded: &str) -> Result<PersonState, String> {
     let mut buffer = [0u8; PERSON_BYTES];
     let bytes: Vec<u8>;
     let decoded: &[u8] = match URL_SAFE_NO_PAD.decode_slice(encoded, &mut buffer) {
@@ -523,7 +535,7 @@ fn decode_person(encoded: &str) -> Result<PersonState, String> {
     Ok(person)
 }
 
-fn decode_application(record: ApplicationRecord) -> Result<ApplicationState, String> {
+pub(super) fn decode_application(record: ApplicationRecord) -> Result<ApplicationState, String> {
     let ApplicationRecord(person_id, rank, list, last_side) = record;
     if usize::from(rank) > Step::ALL.len() {
         return Err(format!("rank {rank} is out of range"));

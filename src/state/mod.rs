@@ -26,8 +26,10 @@
 //!   file, no JSON tree.
 //!
 //! Files: `mod.rs` the types and the API, `table.rs` the compact map, `counts.rs` the
-//! application counts, `codec.rs` the streaming JSON.
+//! application counts, `codec.rs` the streaming JSON, `canonical.rs` its fast path for a
+//! file exactly as ciosync writes it.
 
+mod canonical;
 mod codec;
 mod counts;
 #[cfg(test)]
@@ -697,6 +699,11 @@ mod tests {
         for (name, text) in &cases {
             let before = legacy::decode(text.as_bytes()).map(OldState::into_state);
             let now = decode(text.as_bytes());
+            let fast = canonical::read(text.as_bytes()).expect("no I/O");
+            assert!(
+                fast.is_none() || fast.as_ref() == now.as_ref().ok(),
+                "{name}: the fast path reads only what the general reader reads alike"
+            );
             if now != before && !same_but_one_column_further(&now, &before) {
                 differ.push(format!("{name}:\n  now:    {now:?}\n  before: {before:?}"));
             }
@@ -726,6 +733,24 @@ mod tests {
                 now == before && now_column == before_column + 1
             }
             _ => false,
+        }
+    }
+
+    /// A valid state ciosync did not write as such (pretty-printed, fields reordered, numbers
+    /// escaped) is not for the fast path, and the general reader reads it all the same.
+    #[test]
+    fn a_hand_edited_state_still_loads() {
+        let state = sample_state();
+        let value: serde_json::Value = serde_json::from_slice(&encode(&state)).expect("json");
+        let pretty = serde_json::to_vec_pretty(&value).expect("json");
+        let reordered = String::from_utf8(encode(&state))
+            .expect("utf-8")
+            .replacen("{\"version\":1,", "{", 1)
+            .replace("}}\n", "},\"version\":1}\n")
+            .replace("\"setup\":\"3130", "\"setup\":\"\\u0033130");
+        for text in [pretty, reordered.into_bytes()] {
+            assert_eq!(canonical::read(&text[..]).expect("no I/O"), None);
+            assert_eq!(decode(&text), Ok(state.clone()));
         }
     }
 
@@ -983,6 +1008,24 @@ mod tests {
         }
     }
 
+    /// The bytes a person and an application take in memory, id included, as the README and
+    /// docs/benchmark.md give them (issue 12: a million people and three million
+    /// applications in about 180 MiB).
+    #[test]
+    fn records_are_compact_in_memory() {
+        let id = size_of::<PersonId>();
+        assert_eq!(id + size_of::<PersonState>(), 68);
+        assert_eq!(id + size_of::<ApplicationState>(), 40);
+        let state = large_state(3_000, 9_000);
+        let loaded = decode(&encode(&state)).expect("decodes");
+        let held = loaded.people.heap_bytes() + loaded.applications.heap_bytes();
+        assert_eq!(
+            held,
+            3_000 * 68 + 9_000 * 40,
+            "a loaded state holds no spare capacity"
+        );
+    }
+
     /// SPEC scale: 50,000 people and 150,000 applications must stay under 15 MB.
     #[test]
     fn large_state_stays_small() {
@@ -1101,6 +1144,7 @@ mod tests {
         #[test]
         fn encoding_round_trips(state in arb_state()) {
             let bytes = encode(&state);
+            prop_assert_eq!(canonical::read(&bytes[..]).expect("no I/O"), Some(state.clone()));
             prop_assert_eq!(&bytes, &legacy::encode(&OldState::from_state(&state)));
             prop_assert_eq!(legacy::decode(&bytes).map(OldState::into_state), Ok(state.clone()));
             prop_assert_eq!(decode(&bytes), Ok(state));
