@@ -243,17 +243,20 @@ fn keep_previous_generation(path: &Path, backup: &Path) -> io::Result<()> {
     match fs::hard_link(path, &link) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        // Some file systems have no hard links: a copy is as good, if slower.
+        // Some file systems have no hard links: a copy is as good, if slower (streamed: a
+        // large state is not held in memory for it).
         Err(_) => {
-            let bytes = match fs::read(path) {
-                Ok(bytes) => bytes,
+            let mut previous = match File::open(path) {
+                Ok(file) => file,
                 Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(err) => return Err(err),
             };
-            let mode = fs::metadata(path).map_or(PRIVATE_FILE_MODE, |m| m.permissions().mode());
-            if let Err(err) =
-                write_new_file(&link, mode & 0o777, &mut |file| file.write_all(&bytes))
-            {
+            let mode = previous
+                .metadata()
+                .map_or(PRIVATE_FILE_MODE, |m| m.permissions().mode());
+            if let Err(err) = write_new_file(&link, mode & 0o777, &mut |file| {
+                io::copy(&mut previous, file).map(drop)
+            }) {
                 let _ = fs::remove_file(&link);
                 return Err(err);
             }
