@@ -5,7 +5,8 @@
 //! - the file names (state, its backup, the fingerprint key, the run lock, the OAuth refresh
 //!   lock, the run summary, the GIS credentials);
 //! - creating the data dir (0700) and proving it writable;
-//! - [`write_atomic`]: temp file in the same directory, fsync, rename over the target,
+//! - [`write_atomic`] and [`AtomicWrite`]: temp file in the same directory (written whole, or
+//!   streamed through a buffer for a large file), fsync, rename over the target,
 //!   fsync the directory, with the mode as an argument (0600 for everything in the data dir,
 //!   0644 for the Prometheus textfile), optionally keeping the previous generation;
 //! - removing the temp files a killed writer left behind;
@@ -16,7 +17,7 @@
 //! with `O_EXCL` (never through a planted symlink) under a random name.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -120,6 +121,27 @@ pub fn write_all(file: &mut File, bytes: &[u8]) -> io::Result<()> {
     file.write_all(bytes)
 }
 
+/// Size of the buffer between a streamed file's encoder and its [`Writer`]: the writer sees
+/// chunks of up to this many bytes.
+pub const WRITE_BUFFER: usize = 1 << 20;
+
+/// Writes what is written to it to `file` through a [`Writer`].
+struct ThroughWriter<'f, 'w> {
+    file: &'f mut File,
+    write: Writer<'w>,
+}
+
+impl Write for ThroughWriter<'_, '_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        (self.write)(self.file, bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One atomic file write: what to write, where, with which mode, and whether the file it
 /// replaces is kept as a backup.
 pub struct AtomicWrite<'a> {
@@ -139,8 +161,35 @@ impl AtomicWrite<'_> {
     /// # Errors
     /// Any I/O error; the temp file is removed and `path` is left as it was.
     pub fn write_with(&self, bytes: &[u8], write: Writer<'_>) -> io::Result<()> {
+        self.replace(&mut |file| write(file, bytes))
+    }
+
+    /// As [`AtomicWrite::write_with`], with the content written by `produce` as it goes
+    /// (through a [`WRITE_BUFFER`]-byte buffer, then `write`) instead of held whole in
+    /// memory first: how a large state is saved.
+    ///
+    /// # Errors
+    /// Any I/O error, `produce`'s included; the temp file is removed and `path` is left as
+    /// it was.
+    pub fn stream_with(
+        &self,
+        produce: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+        write: Writer<'_>,
+    ) -> io::Result<()> {
+        self.replace(&mut |file| {
+            let mut out = BufWriter::with_capacity(WRITE_BUFFER, ThroughWriter { file, write });
+            let written = produce(&mut out).and_then(|()| out.flush());
+            // Taken apart rather than dropped: a drop would try the failed write again.
+            let _ = out.into_parts();
+            written
+        })
+    }
+
+    /// Creates the temp file, fills it with `fill`, and moves it over `path` (see
+    /// [`AtomicWrite::write_with`]).
+    fn replace(&self, fill: &mut dyn FnMut(&mut File) -> io::Result<()>) -> io::Result<()> {
         let temp = temp_name(self.path);
-        if let Err(err) = write_new_file(&temp, bytes, self.mode, write) {
+        if let Err(err) = write_new_file(&temp, self.mode, fill) {
             let _ = fs::remove_file(&temp);
             return Err(err);
         }
@@ -171,8 +220,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     .write_with(bytes, &mut write_all)
 }
 
-/// Creates `temp` with `mode` holding `bytes` (written by `write`), flushed to disk.
-fn write_new_file(temp: &Path, bytes: &[u8], mode: u32, write: Writer<'_>) -> io::Result<()> {
+/// Creates `temp` with `mode`, filled by `fill`, flushed to disk.
+fn write_new_file(
+    temp: &Path,
+    mode: u32,
+    fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -180,7 +233,7 @@ fn write_new_file(temp: &Path, bytes: &[u8], mode: u32, write: Writer<'_>) -> io
         .open(temp)?;
     // The open mode is filtered by the umask; set it explicitly so it is exactly `mode`.
     file.set_permissions(fs::Permissions::from_mode(mode))?;
-    write(&mut file, bytes)?;
+    fill(&mut file)?;
     file.sync_all()
 }
 
@@ -190,15 +243,20 @@ fn keep_previous_generation(path: &Path, backup: &Path) -> io::Result<()> {
     match fs::hard_link(path, &link) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        // Some file systems have no hard links: a copy is as good, if slower.
+        // Some file systems have no hard links: a copy is as good, if slower (streamed: a
+        // large state is not held in memory for it).
         Err(_) => {
-            let bytes = match fs::read(path) {
-                Ok(bytes) => bytes,
+            let mut previous = match File::open(path) {
+                Ok(file) => file,
                 Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(err) => return Err(err),
             };
-            let mode = fs::metadata(path).map_or(PRIVATE_FILE_MODE, |m| m.permissions().mode());
-            if let Err(err) = write_new_file(&link, &bytes, mode & 0o777, &mut write_all) {
+            let mode = previous
+                .metadata()
+                .map_or(PRIVATE_FILE_MODE, |m| m.permissions().mode());
+            if let Err(err) = write_new_file(&link, mode & 0o777, &mut |file| {
+                io::copy(&mut previous, file).map(drop)
+            }) {
                 let _ = fs::remove_file(&link);
                 return Err(err);
             }

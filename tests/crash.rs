@@ -312,7 +312,13 @@ fn progress(env: &Env, reference: &Reference) -> f64 {
             let events: u64 = state
                 .applications
                 .values()
-                .map(|app| app.count.iter().map(|&n| u64::from(n)).sum::<u64>())
+                .map(|app| {
+                    app.count
+                        .to_array()
+                        .iter()
+                        .map(|&n| u64::from(n))
+                        .sum::<u64>()
+                })
                 .sum();
             let confirmed = state.people.len() as u64 + events;
             let total = (reference.content.profiles.len() + reference.content.events.len()) as u64;

@@ -155,7 +155,5 @@ fn send_steps_up_to(state: &mut ApplicationState, target: u8, events: &mut Vec<F
 
 /// Counts one more send of `kind` and returns the occurrence it carries.
 fn bump(state: &mut ApplicationState, kind: EventKind) -> u32 {
-    let count = &mut state.count[kind.index()];
-    *count = count.saturating_add(1);
-    *count
+    state.count.increment(kind.index())
 }

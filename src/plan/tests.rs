@@ -880,7 +880,7 @@ fn application_state() -> impl Strategy<Value = ApplicationState> {
         .prop_map(|(rank, count, last_side)| ApplicationState {
             person_id: 1,
             rank,
-            count,
+            count: count.into(),
             last_side,
         })
 }
@@ -920,8 +920,8 @@ fn scenario() -> impl Strategy<Value = (State, Vec<Person>, Vec<Application>, Pl
     (people, apps, known_apps, known_people, options).prop_map(
         |(people, apps, applications, known_people, options)| {
             let state = State {
-                people: known_people,
-                applications,
+                people: known_people.into_iter().collect(),
+                applications: applications.into_iter().collect(),
                 ..State::default()
             };
             (state, people, apps, options)
