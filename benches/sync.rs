@@ -8,7 +8,7 @@
 //!
 //! Environment (all optional):
 //! - `CIOSYNC_BENCH_SIZES=1000,10000` people in scope per scenario set (default
-//!   `1000,10000,50000`);
+//!   `1000,10000,50000,200000`);
 //! - `CIOSYNC_BENCH_REPLAY=0` skips the PHP replay;
 //! - `CIOSYNC_BENCH_MILLION=1` adds a 1,000,000-people first sync and rerun (not for CI);
 //! - `CIOSYNC_BENCH_MEMORY_LIMIT_MB=n` caps ciosync's address space (`ulimit -v`) in every
@@ -60,7 +60,7 @@ fn main() {
                 .map(|p| p.trim().parse().expect("CIOSYNC_BENCH_SIZES: numbers"))
                 .collect()
         })
-        .unwrap_or_else(|| vec![1_000, 10_000, 50_000]);
+        .unwrap_or_else(|| vec![1_000, 10_000, 50_000, 200_000]);
     let replay = std::env::var("CIOSYNC_BENCH_REPLAY").map_or(true, |v| v != "0");
     let million = std::env::var("CIOSYNC_BENCH_MILLION").is_ok_and(|v| v == "1");
     let memory_limit_mb: Option<u64> = std::env::var("CIOSYNC_BENCH_MEMORY_LIMIT_MB")
@@ -492,23 +492,62 @@ fn render(rows: &[Row], comparison: Option<&Comparison>, million: &[Row]) -> Str
         let _ = writeln!(out, "\n## 1,000,000 people\n");
         table(&mut out, million);
     }
+    memory_targets(&mut out, rows.iter().chain(million));
     out
+}
+
+/// Issue 12's memory targets: a first sync peaks at no more than 64 MiB plus 1 KiB per
+/// person in scope; a no-change run at no more than 40 MiB at 50,000 people, and 400 MiB
+/// and 3 s wall at a million.
+fn memory_targets<'r>(out: &mut String, rows: impl Iterator<Item = &'r Row>) {
+    const MIB: u64 = 1 << 20;
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let _ = writeln!(
+        out,
+        "\n## Memory targets (issue 12)\n\nFirst sync: peak RSS <= 64 MiB + 1 KiB per person in \
+         scope. No-change run: <= 40 MiB at 50,000 people; <= 400 MiB and <= 3 s wall at \
+         1,000,000.\n"
+    );
+    for r in rows {
+        let peak = r.summary.peak_rss_bytes;
+        let (limit, wall_limit) = match r.scenario.as_str() {
+            "first sync" => (64 * MIB + 1024 * r.in_scope, None),
+            "no-change rerun" if r.in_scope >= 900_000 => (400 * MIB, Some(Duration::from_secs(3))),
+            "no-change rerun" if (45_000..=55_000).contains(&r.in_scope) => (40 * MIB, None),
+            _ => continue,
+        };
+        let wall_ok = wall_limit.is_none_or(|w| r.wall <= w);
+        let _ = writeln!(
+            out,
+            "- {} people, {}: {} MiB peak (limit {} MiB){}: {}.",
+            r.in_scope,
+            r.scenario,
+            mib(peak),
+            mib(limit),
+            wall_limit.map_or(String::new(), |w| format!(
+                ", {:.2} s wall (limit {} s)",
+                r.wall.as_secs_f64(),
+                w.as_secs()
+            )),
+            verdict(peak <= limit && wall_ok)
+        );
+    }
 }
 
 fn table(out: &mut String, rows: &[Row]) {
     let _ = writeln!(
         out,
-        "| people in scope | applications | scenario | wall s | CPU s | fakes CPU s | peak RSS MiB | GIS requests | customer.io requests | bytes sent | identifies | events | state MiB | exit |"
+        "| people in scope | applications | scenario | wall s | CPU s | fakes CPU s | peak RSS MiB | bytes per person at peak | GIS requests | customer.io requests | bytes sent | identifies | events | state MiB | exit |"
     );
     let _ = writeln!(
         out,
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let s = &r.summary;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.in_scope,
             r.applications,
             r.scenario,
@@ -516,6 +555,7 @@ fn table(out: &mut String, rows: &[Row]) {
             s.cpu_seconds,
             r.fake_cpu,
             mib(s.peak_rss_bytes),
+            s.peak_rss_bytes / r.in_scope.max(1),
             pair(s.gis_requests, r.fake_gis_requests),
             pair(s.cio_requests, r.fake_cio_requests),
             pair(s.cio_bytes_sent, r.fake_cio_bytes),

@@ -11,7 +11,7 @@ use crate::cio::{CioClient, RegionInfo};
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
 use crate::credentials;
-use crate::data_dir::{self, LAST_RUN_FILE};
+use crate::data_dir;
 use crate::error::{self, Error};
 use crate::gis::schema_check::SchemaCheck;
 use crate::gis::CurrentPerson;
@@ -350,9 +350,7 @@ pub fn status(config: &Config, json: bool) -> Output {
         Ok(s) => s,
         Err(e) => return Output::failed(e.into()),
     };
-    let last_run = std::fs::read(data_dir.join(LAST_RUN_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Summary>(&bytes).ok());
+    let last_run = crate::summary::read_last_run(data_dir);
     let status = Status {
         data_dir: data_dir.clone(),
         lock_held: data_dir.exists() && lock::is_held(data_dir).unwrap_or(false),

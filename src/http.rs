@@ -199,6 +199,23 @@ impl RateLimiter {
         }
     }
 
+    /// How long a request starting now would wait for its turn behind `ahead` requests that
+    /// will take theirs first (without taking one).
+    pub fn wait_behind(&self, ahead: u32) -> Duration {
+        if self.per_second <= 0.0 {
+            return Duration::ZERO;
+        }
+        let (tokens, last) = *self.state.lock().expect("rate limiter lock poisoned");
+        let tokens =
+            (tokens + last.elapsed().as_secs_f64() * self.per_second).min(self.per_second.max(1.0));
+        let needed = f64::from(ahead) + 1.0;
+        if tokens >= needed {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((needed - tokens) / self.per_second)
+        }
+    }
+
     /// Waits until a request may start.
     pub async fn acquire(&self) {
         if self.per_second <= 0.0 {
@@ -343,6 +360,32 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_behind_queued_requests_is_what_acquiring_would_wait() {
+        let limiter = RateLimiter::new(1);
+        assert_eq!(limiter.wait_behind(0), Duration::ZERO, "a full bucket");
+        let behind_one = limiter.wait_behind(1);
+        assert!(
+            behind_one > Duration::from_millis(900) && behind_one <= Duration::from_secs(1),
+            "behind one request that takes the only token: {behind_one:?}"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(limiter.acquire());
+        let wait = limiter.wait_behind(0);
+        assert!(
+            wait > Duration::from_millis(500) && wait <= Duration::from_secs(1),
+            "one request a second, one just taken: {wait:?}"
+        );
+        assert_eq!(
+            RateLimiter::new(0).wait_behind(3),
+            Duration::ZERO,
+            "unlimited"
+        );
+    }
 
     #[test]
     fn classify_table() {

@@ -99,10 +99,19 @@ pub struct Summary {
     pub retries: u64,
     pub cio_bytes_sent: u64,
     pub token_refreshes: u64,
+    /// How long the slowest customer.io request took once the rate limiter let it go, in
+    /// milliseconds (none sent: absent). The next run paces its first requests by it.
+    pub cio_slowest_request_ms: Option<u64>,
     /// CPU time (user + system) the process used, in seconds (Linux; 0 elsewhere).
     pub cpu_seconds: f64,
     /// Peak resident memory of the process, in bytes (Linux; 0 elsewhere).
     pub peak_rss_bytes: u64,
+}
+
+/// The last run's summary (`last_run.json`), if there is a readable one.
+pub fn read_last_run(data_dir: &std::path::Path) -> Option<Summary> {
+    let bytes = std::fs::read(data_dir.join(crate::data_dir::LAST_RUN_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// CPU seconds and peak RSS of this process so far, from `/proc/self` (Linux; 0 for what

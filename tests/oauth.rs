@@ -178,6 +178,17 @@ fn stderr_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
     received
 }
 
+/// Reads all of a child's pipe on a thread of its own.
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
 fn finish(child: Child) -> Output {
     child.wait_with_output().expect("ciosync exits")
 }
@@ -189,6 +200,10 @@ fn finish(child: Child) -> Output {
 fn overlap(env: &Env, long: &[&str], also: &[&str]) -> (Output, Vec<Output>, Vec<Output>, Output) {
     let started = Instant::now();
     let mut long_process = spawn(env, long, &[]);
+    // Its output is read as it comes: a dry run's plan fills a pipe nobody reads and would
+    // block it before it exits.
+    let long_stdout = drain(long_process.stdout.take());
+    let long_stderr = drain(long_process.stderr.take());
     // The long process has refreshed and is reading pages.
     wait_until("the long process's first refresh", || {
         !env.gis.refresh_attempts().is_empty() && env.gis.queries().len() >= 3
@@ -212,7 +227,11 @@ fn overlap(env: &Env, long: &[&str], also: &[&str]) -> (Output, Vec<Output>, Vec
                 || long_process.try_wait().expect("poll").is_some()
         });
     }
-    let long_output = finish(long_process);
+    let long_output = Output {
+        status: long_process.wait().expect("ciosync exits"),
+        stdout: long_stdout.join().expect("stdout reader"),
+        stderr: long_stderr.join().expect("stderr reader"),
+    };
     eprintln!(
         "oauth overlap ({}): the long process took {:.1} s; {} refreshes in all, {} checks",
         long.join(" "),
@@ -242,7 +261,7 @@ fn long_env() -> Env {
     env.gis.faults().set_plan(FaultPlan::seeded(16).rule(
         "POST /graphql",
         Trigger::Always,
-        Fault::Latency(Duration::from_millis(60)),
+        Fault::Latency(Duration::from_millis(150)),
     ));
     env
 }

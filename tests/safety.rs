@@ -1,7 +1,7 @@
 //! The run's safety rails (SPEC 2 `[safety]`): the time budget and the large-change
 //! refusals, through the built binary.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ciosync::fake::faults::{Fault, FaultPlan, Trigger};
@@ -9,51 +9,176 @@ use serde_json::json;
 
 use crate::common::*;
 
+/// What a first sync stopped by its time budget until it completed came to (issue 15).
+struct BudgetRuns {
+    /// Exit codes, in order; all 75 but the last, 0.
+    codes: Vec<i32>,
+    /// Each run: seconds it took, identifies and events it sent (for failure messages).
+    progress: Vec<(f64, u64, u64)>,
+    /// Events a clean run stores.
+    events: usize,
+    /// Events customer.io received again and discarded (same id).
+    duplicates: u64,
+    /// How long the clean run took, less the read every run repeats.
+    work: Duration,
+    /// The budget each run had for sending, past that read.
+    sending: Duration,
+}
+
+/// A slow customer.io: every request answered after `latency`, at most `per_second` a second.
+struct SlowCio {
+    api: &'static str,
+    latency: Duration,
+    per_second: u32,
+}
+
+/// Runs a first sync of `people` generated people against a slow customer.io, once without
+/// a budget (the reference: what it sends and how long it takes), then from scratch with a
+/// time budget until a run completes. The budgeted runs must end with exactly what the clean
+/// run stored.
+///
+/// Every run of an unfinished first sync reads all of GIS again before it can finish, and
+/// the debug build's fake GIS is slow and its speed depends on the machine's load. So the
+/// read is measured (a dry run on the same data) and each run gets `sending` on top of it
+/// as its budget; the work is the clean run's time less that read. "Runs no more than the
+/// work divided by the budget, plus one" (issue 15) is asserted on those net figures.
+fn first_sync_under_budget(people: usize, cio: &SlowCio, sending: Duration) -> BudgetRuns {
+    let configure = |env: &Env, extra: &str| {
+        let text = env
+            .static_config(extra)
+            .replace("api = \"v1\"", &format!("api = \"{}\"", cio.api))
+            .replace(
+                "max_requests_per_second = 1000",
+                &format!("max_requests_per_second = {}", cio.per_second),
+            )
+            .replace("page_size = 50", "page_size = 1000");
+        env.write_config_text(&text);
+        env.cio.faults().set_plan(FaultPlan::seeded(5).rule(
+            "*",
+            Trigger::Always,
+            Fault::Latency(cio.latency),
+        ));
+    };
+    let reference = Env::new(people);
+    configure(&reference, "");
+    let started = Instant::now();
+    let out = reference.run("run", &[]);
+    let clean = started.elapsed();
+    assert_eq!(code(&out), 0, "reference: {}", stderr(&out));
+
+    let env = Env::new(people);
+    configure(&env, "");
+    let started = Instant::now();
+    let out = env.run("run", &["--dry-run", "--json"]);
+    let read = started.elapsed();
+    assert_eq!(code(&out), 0, "dry run: {}", stderr(&out));
+    assert!(env.cio.events().is_empty(), "a dry run sends nothing");
+
+    let budget = read + sending;
+    configure(
+        &env,
+        &format!("\n[safety]\ntime_budget = \"{}ms\"", budget.as_millis()),
+    );
+    let mut codes = Vec::new();
+    let mut progress = Vec::new();
+    loop {
+        let started = Instant::now();
+        let out = env.run("run", &["--json"]);
+        let took = started.elapsed().as_secs_f64();
+        codes.push(code(&out));
+        match code(&out) {
+            0 | 75 => {
+                let s = stdout_json(&out);
+                let sent = |key: &str| s[key].as_u64().unwrap_or(0);
+                progress.push((took, sent("identifies_sent"), sent("events_sent")));
+                if code(&out) == 0 {
+                    break;
+                }
+                assert_eq!(s["outcome"], json!("time_budget"), "{s}");
+                assert!(codes.len() < 40, "no end in sight: {progress:?}");
+            }
+            other => panic!("run {} exited {other}: {}", codes.len(), stderr(&out)),
+        }
+    }
+    assert_same_content(
+        &content(&env.cio),
+        &content(&reference.cio),
+        "the runs end with what one clean run sends, nothing stored twice",
+    );
+    BudgetRuns {
+        codes,
+        progress,
+        events: reference.cio.events().len(),
+        duplicates: env.cio.duplicate_events(),
+        work: clean.saturating_sub(read),
+        sending,
+    }
+}
+
+/// The budget-stop figures every variant must meet: several stops, under 5% of the events
+/// delivered twice, and no more runs than the work divided by the budget, plus one.
+fn assert_budget_figures(runs: &BudgetRuns, what: &str) {
+    let stops = runs.codes.len() - 1;
+    assert!(
+        stops >= 2,
+        "{what}: the budget must stop the sync several times: {:?}",
+        runs.progress
+    );
+    assert!(
+        runs.duplicates * 20 < runs.events as u64,
+        "{what}: {} of {} events delivered twice; each run's seconds, identifies and events: {:?}",
+        runs.duplicates,
+        runs.events,
+        runs.progress
+    );
+    let allowed = (runs.work.as_secs_f64() / runs.sending.as_secs_f64()).ceil() as usize + 1;
+    assert!(
+        runs.codes.len() <= allowed,
+        "{what}: {} runs for {:.2} s of work at {:?} of sending a run (allowed {allowed}); \
+         each run's seconds, identifies and events: {:?}",
+        runs.codes.len(),
+        runs.work.as_secs_f64(),
+        runs.sending,
+        runs.progress
+    );
+    println!(
+        "budget stops ({what}): {} runs, {stops} stops, {} of {} events delivered twice ({:.2}%, {:.1} per stop), {:.2} s of work at {:?} a run",
+        runs.codes.len(),
+        runs.duplicates,
+        runs.events,
+        runs.duplicates as f64 * 100.0 / runs.events.max(1) as f64,
+        runs.duplicates as f64 / stops.max(1) as f64,
+        runs.work.as_secs_f64(),
+        runs.sending
+    );
+}
+
+/// Issue 15, v1 (a customer.io answering each request after 300 ms): at the soft deadline
+/// nothing new starts, what is in flight settles, and every write customer.io confirmed is in
+/// the saved state, so the next run sends none of it again.
 #[test]
-fn the_time_budget_stops_the_run_with_75_and_the_next_run_resumes() {
-    let reference = Env::new(120);
-    assert_eq!(code(&reference.run("run", &[])), 0);
+fn budget_stops_keep_what_customerio_confirmed_v1() {
+    let cio = SlowCio {
+        api: "v1",
+        latency: Duration::from_millis(300),
+        per_second: 1000,
+    };
+    let runs = first_sync_under_budget(60, &cio, Duration::from_millis(2500));
+    assert_budget_figures(&runs, "v1");
+}
 
-    let env = Env::new(120);
-    env.write_config("\n[safety]\ntime_budget = \"2s\"");
-    env.cio.faults().set_plan(FaultPlan::seeded(3).rule(
-        "*",
-        Trigger::Always,
-        Fault::Latency(Duration::from_millis(150)),
-    ));
-    let out = env.run("run", &["--json"]);
-    assert_eq!(code(&out), 75, "stderr: {}", stderr(&out));
-    let stopped = stdout_json(&out);
-    assert_eq!(stopped["outcome"], json!("time_budget"));
-    let ended = chrono::DateTime::parse_from_rfc3339(stopped["ended_at"].as_str().expect("ended"))
-        .expect("time");
-    let started =
-        chrono::DateTime::parse_from_rfc3339(stopped["started_at"].as_str().expect("started"))
-            .expect("time");
-    assert!(
-        (ended - started).num_milliseconds() < 4_000,
-        "stopped near its budget"
-    );
-    let partial = env.event_keys().len();
-    assert!(
-        partial > 0 && partial < reference.event_keys().len(),
-        "progress was made and saved"
-    );
-
-    env.cio.faults().clear();
-    env.write_config("");
-    let out = env.run("run", &[]);
-    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    assert_eq!(
-        env.event_keys(),
-        reference.event_keys(),
-        "the next run resumes and completes"
-    );
-    assert_eq!(
-        env.cio.events().len(),
-        reference.event_keys().len(),
-        "nothing stored twice"
-    );
+/// Issue 15, batch (a customer.io taking one batch a second): the batches in flight at the
+/// soft deadline settle; a batch that could not be answered before the budget ends is not
+/// started.
+#[test]
+fn budget_stops_keep_what_customerio_confirmed_batch() {
+    let cio = SlowCio {
+        api: "batch",
+        latency: Duration::from_millis(100),
+        per_second: 1,
+    };
+    let runs = first_sync_under_budget(2400, &cio, Duration::from_secs(3));
+    assert_budget_figures(&runs, "batch");
 }
 
 #[test]

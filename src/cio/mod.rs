@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -204,6 +205,17 @@ pub struct CioClient {
 }
 
 impl CioClient {
+    /// How long a request starting now would wait for the rate limiter
+    /// (`max_requests_per_second`).
+    pub fn rate_limit_wait(&self) -> Duration {
+        self.limiter.wait_behind(0)
+    }
+
+    /// The same, behind `ahead` requests that will take their turns first.
+    pub fn rate_limit_wait_behind(&self, ahead: u32) -> Duration {
+        self.limiter.wait_behind(ahead)
+    }
+
     /// A client for `config`.
     ///
     /// # Errors

@@ -28,6 +28,7 @@ mod send;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
@@ -205,6 +206,10 @@ impl Run<'_> {
             full_read: since.is_none(),
         };
         report::show_progress(&self.progress);
+        // How long customer.io took last time paces this run's first requests.
+        let learned_pace = crate::summary::read_last_run(&config.data_dir)
+            .and_then(|last| last.cio_slowest_request_ms)
+            .map(Duration::from_millis);
         let mut flow = Flow::new(
             Planner::new(&plan_options, &self.fingerprinter, self.now),
             Ledger {
@@ -215,7 +220,7 @@ impl Run<'_> {
                 blocked: HashSet::new(),
                 unfinished: HashSet::new(),
             },
-            Sender::new(&cio, config.customerio.api, self.deadlines),
+            Sender::new(&cio, config.customerio.api, self.deadlines, learned_pace),
             gate,
             &config.data_dir,
             self.now,
@@ -252,6 +257,10 @@ impl Run<'_> {
         if let Err(e) = flow.finish().await {
             flow.stop(e);
         }
+        flow.ledger.summary.cio_slowest_request_ms = flow
+            .sender
+            .slowest_request()
+            .map(|slowest| u64::try_from(slowest.as_millis()).unwrap_or(u64::MAX));
         flow.close(full_read_complete)?;
         Ok(None)
     }

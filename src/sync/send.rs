@@ -42,44 +42,135 @@ const BATCH_CONCURRENCY: usize = 4;
 
 /// How many recent request durations [`Pace`] remembers.
 const PACE_WINDOW: usize = 16;
+/// How many times the slowest recent request [`Pace`] leaves room for before the hard
+/// deadline.
+const PACE_ROOM: u32 = 2;
+/// How long [`Pace`] assumes a request takes before any of the run's was answered: a v1
+/// write, and a v2 batch of up to 500 KB.
+const UNMEASURED_V1_REQUEST: Duration = Duration::from_millis(250);
+const UNMEASURED_BATCH: Duration = Duration::from_secs(1);
 
-/// When a request may start: before the soft deadline, and only if a request as slow as the
-/// recent ones would still be answered before the hard deadline (else its writes would be
-/// abandoned in flight and sent again by the next run). Shared by the sender and its v1
+/// When a request may start: before the soft deadline, and only if, after its wait for the
+/// rate limiter, a request twice as slow as the slowest recent one would still be answered
+/// before the hard deadline; else its writes would be abandoned in flight and sent again by
+/// the next run. Before any was answered, a request is assumed to take as long as the
+/// previous run's slowest, or without one a quarter second (v1) or a second (a batch). Twice, because a request's time varies with its size and
+/// customer.io's load, and starting one too late costs a resend (thousands of writes for a
+/// batch) where stopping early costs one request's time. Shared by the sender and its v1
 /// tasks (the runtime has one thread).
 #[derive(Clone)]
-struct Pace(Rc<RefCell<PaceInner>>);
+struct Pace<'c> {
+    cio: &'c CioClient,
+    /// How long a request is assumed to take until one was answered.
+    unmeasured: Duration,
+    inner: Rc<RefCell<PaceInner>>,
+}
 
 struct PaceInner {
     soft: Instant,
     hard: Instant,
+    /// Requests admitted whose flight has not started them yet (each will take its turn at
+    /// the rate limiter before a request admitted now).
+    admitted: u32,
+    /// How long recent requests took once the rate limiter let them go.
     recent: VecDeque<Duration>,
+    /// The slowest of the run's requests so far.
+    slowest: Option<Duration>,
 }
 
-impl Pace {
-    fn new(deadlines: Deadlines) -> Pace {
-        Pace(Rc::new(RefCell::new(PaceInner {
-            soft: deadlines.soft,
-            hard: deadlines.hard,
-            recent: VecDeque::with_capacity(PACE_WINDOW),
-        })))
-    }
+/// Leave for one request to start: admitted by [`Pace::admit`], spent by [`Pace::start`].
+struct Ticket(Rc<RefCell<PaceInner>>);
 
-    /// Whether a request may start now.
-    fn may_start(&self) -> bool {
-        let pace = self.0.borrow();
-        let now = Instant::now();
-        let expected = pace.recent.iter().max().copied().unwrap_or_default();
-        now < pace.soft && now + expected <= pace.hard
-    }
-
-    /// Remembers how long one request took.
-    fn record(&self, took: Duration) {
+impl Drop for Ticket {
+    fn drop(&mut self) {
         let mut pace = self.0.borrow_mut();
+        pace.admitted = pace.admitted.saturating_sub(1);
+    }
+}
+
+/// A request being timed: when it started, and how long the rate limiter was to hold it.
+struct Timing {
+    started: Instant,
+    queued: Duration,
+}
+
+impl<'c> Pace<'c> {
+    fn new(
+        cio: &'c CioClient,
+        api: CioApi,
+        deadlines: Deadlines,
+        learned: Option<Duration>,
+    ) -> Pace<'c> {
+        Pace {
+            cio,
+            unmeasured: learned.unwrap_or(match api {
+                CioApi::V1 => UNMEASURED_V1_REQUEST,
+                CioApi::Batch => UNMEASURED_BATCH,
+            }),
+            inner: Rc::new(RefCell::new(PaceInner {
+                soft: deadlines.soft,
+                hard: deadlines.hard,
+                admitted: 0,
+                recent: VecDeque::with_capacity(PACE_WINDOW),
+                slowest: None,
+            })),
+        }
+    }
+
+    /// Leave for one more request to start, if it would be answered in time after the
+    /// requests already admitted took their turns at the rate limiter.
+    fn admit(&self) -> Option<Ticket> {
+        let mut pace = self.inner.borrow_mut();
+        let now = Instant::now();
+        let slowest = pace.recent.iter().max().copied().unwrap_or(self.unmeasured);
+        let queued = self.cio.rate_limit_wait_behind(pace.admitted);
+        if now < pace.soft && now + queued + slowest * PACE_ROOM <= pace.hard {
+            pace.admitted += 1;
+            Some(Ticket(Rc::clone(&self.inner)))
+        } else {
+            tracing::debug!(
+                to_hard_deadline_ms = pace.hard.saturating_duration_since(now).as_millis() as u64,
+                rate_limit_wait_ms = queued.as_millis() as u64,
+                slowest_recent_ms = slowest.as_millis() as u64,
+                "Not starting another customer.io request: it could not be answered before the time budget ends."
+            );
+            None
+        }
+    }
+
+    /// Starts timing an admitted request that is about to be sent.
+    fn start(&self, ticket: Ticket) -> Timing {
+        drop(ticket);
+        Timing {
+            started: Instant::now(),
+            queued: self.cio.rate_limit_wait(),
+        }
+    }
+
+    /// Remembers how long a request took, less its wait for the rate limiter.
+    fn record(&self, timing: Timing) {
+        let took = timing.started.elapsed().saturating_sub(timing.queued);
+        let mut pace = self.inner.borrow_mut();
         if pace.recent.len() == PACE_WINDOW {
             pace.recent.pop_front();
         }
         pace.recent.push_back(took);
+        pace.slowest = pace.slowest.max(Some(took));
+    }
+}
+
+/// What one flight carries: a unit sent through v1, or a v2 batch of whole units.
+enum Cargo {
+    Unit(Work),
+    Batch(Vec<(Work, Vec<BatchOp>)>),
+}
+
+impl Cargo {
+    fn units(&self) -> Vec<&Work> {
+        match self {
+            Cargo::Unit(work) => vec![work],
+            Cargo::Batch(units) => units.iter().map(|(work, _)| work).collect(),
+        }
     }
 }
 
@@ -245,7 +336,7 @@ pub struct Sender<'c> {
     packing: Vec<(Work, Vec<BatchOp>)>,
     packer: Packer,
     /// When requests may start.
-    pace: Pace,
+    pace: Pace<'c>,
     /// In-flight requests are abandoned at this instant.
     hard_deadline: Instant,
     /// What stopped sending: a fatal customer.io error, or the deadline.
@@ -253,18 +344,29 @@ pub struct Sender<'c> {
 }
 
 impl<'c> Sender<'c> {
-    /// A sender on `cio` with the configured API.
-    pub fn new(cio: &'c CioClient, api: CioApi, deadlines: Deadlines) -> Sender<'c> {
+    /// A sender on `cio` with the configured API. `learned`: the slowest request of the
+    /// previous run, which paces the first requests until this run has answers of its own.
+    pub fn new(
+        cio: &'c CioClient,
+        api: CioApi,
+        deadlines: Deadlines,
+        learned: Option<Duration>,
+    ) -> Sender<'c> {
         Sender {
             cio,
             api,
             in_flight: FuturesUnordered::new(),
             packing: Vec::new(),
             packer: Packer::default(),
-            pace: Pace::new(deadlines),
+            pace: Pace::new(cio, api, deadlines, learned),
             hard_deadline: deadlines.hard,
             stopped: None,
         }
+    }
+
+    /// The slowest request of the run so far (less its wait for the rate limiter).
+    pub fn slowest_request(&self) -> Option<Duration> {
+        self.pace.inner.borrow().slowest
     }
 
     /// Stops sending for `reason` (the first reason wins).
@@ -283,20 +385,24 @@ impl<'c> Sender<'c> {
     /// # Errors
     /// The state cannot be saved at a checkpoint (74).
     pub async fn submit(&mut self, work: Work, ledger: &mut Ledger<'_>) -> Result<(), Error> {
-        if self.stopped.is_none() && !self.pace.may_start() {
-            self.stop(Error::TimeBudget(ledger.checkpoint.budget()));
-        }
-        if self.stopped.is_some() {
-            ledger.hold(&work);
-            return Ok(());
-        }
         match self.api {
             CioApi::V1 => {
-                let flight = v1_flight(self.cio, work, self.pace.clone());
-                self.launch(flight, V1_CONCURRENCY, ledger).await
+                self.dispatch(Cargo::Unit(work), V1_CONCURRENCY, ledger)
+                    .await
             }
             CioApi::Batch => self.pack(work, ledger).await,
         }
+    }
+
+    /// Sends the packed batch.
+    async fn seal(&mut self, ledger: &mut Ledger<'_>) -> Result<(), Error> {
+        if self.packing.is_empty() {
+            return Ok(());
+        }
+        let units = std::mem::take(&mut self.packing);
+        self.packer.reset();
+        self.dispatch(Cargo::Batch(units), BATCH_CONCURRENCY, ledger)
+            .await
     }
 
     /// Sends what is packed and waits for every flight to land (or the hard deadline),
@@ -340,8 +446,8 @@ impl<'c> Sender<'c> {
     ) -> Result<(), Error> {
         match work {
             Work::Identify { .. } => {
-                let flight = v1_flight(self.cio, work, self.pace.clone());
-                self.launch(flight, BATCH_CONCURRENCY, ledger).await
+                self.dispatch(Cargo::Unit(work), BATCH_CONCURRENCY, ledger)
+                    .await
             }
             Work::Events {
                 person_id,
@@ -373,39 +479,47 @@ impl<'c> Sender<'c> {
         }
     }
 
-    /// Sends the packed batch (or holds it, when it could not be answered in time).
-    async fn seal(&mut self, ledger: &mut Ledger<'_>) -> Result<(), Error> {
-        if self.packing.is_empty() {
-            return Ok(());
-        }
-        let units = std::mem::take(&mut self.packing);
-        self.packer.reset();
-        if self.stopped.is_none() && !self.pace.may_start() {
-            self.stop(Error::TimeBudget(ledger.checkpoint.budget()));
-        }
-        if self.stopped.is_some() {
-            for (work, _) in &units {
-                ledger.hold(work);
-            }
-            return Ok(());
-        }
-        let flight = batch_flight(self.cio, units, self.pace.clone());
-        self.launch(flight, BATCH_CONCURRENCY, ledger).await
-    }
-
-    /// Puts a flight in the air, first landing flights while `limit` are up.
-    async fn launch(
+    /// Puts `cargo` in the air once fewer than `limit` flights are up (landing them
+    /// meanwhile) and the pace admits it; holds it when sending has stopped or the pace says
+    /// it could not be answered in time (which stops sending: SPEC 2 `time_budget`).
+    async fn dispatch(
         &mut self,
-        flight: Flight<'c>,
+        cargo: Cargo,
         limit: usize,
         ledger: &mut Ledger<'_>,
     ) -> Result<(), Error> {
-        while self.in_flight.len() >= limit {
-            if !self.land_next(ledger).await? {
-                // The budget ran out while waiting: this flight never leaves.
-                return Ok(());
+        // The pace is asked once a lane is free: a request admitted and then kept waiting
+        // for a lane could start too late. When it says no while requests are in the air,
+        // their answers (how long requests take, turns given back to the rate limiter) may
+        // change its mind, so it is asked again after each; with none in the air, no is
+        // final.
+        let ticket = loop {
+            while self.stopped.is_none() && self.in_flight.len() >= limit {
+                self.land_next(ledger).await?;
             }
-        }
+            if self.stopped.is_some() {
+                break None;
+            }
+            if let Some(ticket) = self.pace.admit() {
+                break Some(ticket);
+            }
+            if self.in_flight.is_empty() {
+                self.stop(Error::TimeBudget(ledger.checkpoint.budget()));
+                break None;
+            }
+            self.land_next(ledger).await?;
+        };
+        let Some(ticket) = ticket else {
+            for work in cargo.units() {
+                ledger.hold(work);
+            }
+            return Ok(());
+        };
+        let pace = self.pace.clone();
+        let flight = match cargo {
+            Cargo::Unit(work) => v1_flight(self.cio, work, pace, ticket),
+            Cargo::Batch(units) => batch_flight(self.cio, units, pace, ticket),
+        };
         self.in_flight.push(flight);
         Ok(())
     }
@@ -422,6 +536,10 @@ impl<'c> Sender<'c> {
             }
             Ok(None) => Ok(true),
             Err(_) => {
+                tracing::info!(
+                    requests = self.in_flight.len(),
+                    "Time budget: abandoning the customer.io requests still unanswered; the next run sends their writes again."
+                );
                 self.in_flight = FuturesUnordered::new();
                 self.stop(Error::TimeBudget(ledger.checkpoint.budget()));
                 Ok(false)
@@ -448,7 +566,7 @@ impl<'c> Sender<'c> {
 
 /// One v1 unit: its writes in order, stopping at the first refusal, at a fatal error, or
 /// (after the first write) when the pace says no new request may start.
-fn v1_flight(cio: &CioClient, work: Work, pace: Pace) -> Flight<'_> {
+fn v1_flight<'c>(cio: &'c CioClient, work: Work, pace: Pace<'c>, ticket: Ticket) -> Flight<'c> {
     Box::pin(async move {
         let mut outcomes = Vec::new();
         let mut fatal = None;
@@ -457,23 +575,24 @@ fn v1_flight(cio: &CioClient, work: Work, pace: Pace) -> Flight<'_> {
                 person_id,
                 identify,
             } => {
-                let started = Instant::now();
+                let timing = pace.start(ticket);
                 match cio.identify(*person_id, &identify.attributes).await {
                     Ok(outcome) => outcomes.push(outcome),
                     Err(e) => fatal = Some(e),
                 }
-                pace.record(started.elapsed());
+                pace.record(timing);
             }
             Work::Events {
                 person_id, events, ..
             } => {
+                let mut first = Some(ticket);
                 for event in events {
-                    if !outcomes.is_empty() && !pace.may_start() {
+                    let Some(ticket) = first.take().or_else(|| pace.admit()) else {
                         break;
-                    }
-                    let started = Instant::now();
+                    };
+                    let timing = pace.start(ticket);
                     let answer = cio.track(*person_id, wire(event)).await;
-                    pace.record(started.elapsed());
+                    pace.record(timing);
                     match answer {
                         Ok(outcome) => {
                             let refused = matches!(outcome, Outcome::Rejected(_));
@@ -498,12 +617,17 @@ fn v1_flight(cio: &CioClient, work: Work, pace: Pace) -> Flight<'_> {
 }
 
 /// One v2 batch of whole units; each unit gets the outcomes of its operations.
-fn batch_flight(cio: &CioClient, units: Vec<(Work, Vec<BatchOp>)>, pace: Pace) -> Flight<'_> {
+fn batch_flight<'c>(
+    cio: &'c CioClient,
+    units: Vec<(Work, Vec<BatchOp>)>,
+    pace: Pace<'c>,
+    ticket: Ticket,
+) -> Flight<'c> {
     Box::pin(async move {
         let ops: Vec<BatchOp> = units.iter().flat_map(|(_, ops)| ops.clone()).collect();
-        let started = Instant::now();
+        let timing = pace.start(ticket);
         let answer = cio.batch(&ops).await;
-        pace.record(started.elapsed());
+        pace.record(timing);
         match answer {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
