@@ -31,6 +31,9 @@ fn main() -> ExitCode {
         Command::Status(args) => {
             with_config(&args.config, 0, |cfg| commands::status(cfg, args.json))
         }
+        Command::Forget(args) => {
+            with_config(&args.config, 0, |cfg| ciosync::forget::command(cfg, args))
+        }
         Command::Demo(args) => demo(args),
         Command::Init(args) => init(args),
         Command::Completions { shell } => {
