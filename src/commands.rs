@@ -81,8 +81,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         })
 }
 
-/// `ciosync run`.
-pub fn run(config: &Config, args: &RunArgs, now: DateTime<Utc>) -> Output {
+/// `ciosync run`; `print_summary` (`-v`) prints the summary as text.
+pub fn run(config: &Config, args: &RunArgs, print_summary: bool, now: DateTime<Utc>) -> Output {
     let options = RunOptions {
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         dry_run: args.dry_run,
@@ -112,7 +112,7 @@ pub fn run(config: &Config, args: &RunArgs, now: DateTime<Utc>) -> Output {
         stdout =
             serde_json::to_string_pretty(&result.summary).expect("a summary always serializes");
         stdout.push('\n');
-    } else if args.verbose > 0 {
+    } else if print_summary {
         stdout = result.summary.to_text();
     }
     Output {

@@ -38,8 +38,8 @@ use crate::model::PersonId;
 use crate::state::{self, Forgotten, Removal, State};
 use crate::summary::{RunOutcome, Summary};
 use crate::sync::checkpoint::{Checkpoint, Deadlines};
-use crate::sync::send::{Ledger, Sender, Work};
 use crate::sync::open_state;
+use crate::sync::send::{Ledger, Sender, Work};
 
 /// What `forget` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,8 +153,8 @@ impl ForgetReport {
 /// admin running it by hand sees it at the default log level.
 pub fn command(config: &Config, args: &ForgetArgs) -> Output {
     let request = ForgetRequest::from_args(args);
-    let report = commands::runtime()
-        .and_then(|rt| rt.block_on(forget(config, &request, Instant::now())));
+    let report =
+        commands::runtime().and_then(|rt| rt.block_on(forget(config, &request, Instant::now())));
     let report = match report {
         Ok(report) => report,
         Err(e) => ForgetReport {

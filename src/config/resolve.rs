@@ -19,12 +19,12 @@ use toml::Spanned;
 use super::defaults::*;
 use super::locate::SourceFile;
 use super::raw::{RawCio, RawConfig, RawGis, RawOAuth};
-use crate::model::ATTRIBUTES;
 use super::types::*;
 use super::{
     ConfigError, Loaded, ENV_CIO_API_KEY, ENV_GIS_ACCESS_TOKEN, ENV_GIS_CLIENT_SECRET,
     ENV_GIS_REFRESH_TOKEN,
 };
+use crate::model::ATTRIBUTES;
 
 /// Builds the [`Config`] from the raw file, with the warnings worth a cron mail.
 ///
@@ -100,6 +100,11 @@ impl Resolver<'_> {
         if data_dir.as_os_str().is_empty() {
             return Err(self.file.whole("`data_dir` must not be empty".to_owned()));
         }
+        let ca_file = raw
+            .ca_file
+            .as_ref()
+            .map(|file| self.ca_file(file))
+            .transpose()?;
         let gis = self.gis(raw.gis)?;
         let customerio = self.customerio(raw.customerio)?;
         let events = EventsConfig {
@@ -128,6 +133,11 @@ impl Resolver<'_> {
                 DEFAULT_LOG_FORMAT,
             )?,
             dir: raw.log.dir,
+            keep_days: self.at_least_one(
+                "log.keep_days",
+                raw.log.keep_days,
+                DEFAULT_LOG_KEEP_DAYS,
+            )?,
         };
         let monitoring = MonitoringConfig {
             textfile: raw.monitoring.textfile,
@@ -174,6 +184,7 @@ impl Resolver<'_> {
         Ok(Config {
             path: self.file.path.to_owned(),
             data_dir,
+            ca_file,
             gis,
             customerio,
             events,
@@ -358,6 +369,34 @@ impl Resolver<'_> {
                 DEFAULT_CIO_REQUEST_TIMEOUT,
                 false,
             )?,
+        })
+    }
+
+    /// `ca_file`: a readable PEM file holding at least one certificate.
+    fn ca_file(&self, file: &Spanned<PathBuf>) -> Result<CaFile, ConfigError> {
+        let path = file.get_ref();
+        let bytes = std::fs::read(path).map_err(|err| {
+            self.file.at(
+                file.span(),
+                format!("`ca_file`: cannot read {}: {err}", path.display()),
+            )
+        })?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&bytes)
+            .ok()
+            .filter(|certificates| !certificates.is_empty())
+            .ok_or_else(|| {
+                self.file.at(
+                    file.span(),
+                    format!(
+                        "`ca_file`: {} holds no PEM certificate \
+                         (expected \"-----BEGIN CERTIFICATE-----\" blocks)",
+                        path.display()
+                    ),
+                )
+            })?;
+        Ok(CaFile {
+            path: path.clone(),
+            certificates,
         })
     }
 

@@ -368,7 +368,9 @@ impl GisClient {
         wanted.extend(pending.iter().copied());
         wanted.retain(|id| !people.contains_key(id));
         // Only people still in the configured LCs count as read.
-        let by_id = self.read_people_in_scope_by_id(&wanted, &mut skipped).await?;
+        let by_id = self
+            .read_people_in_scope_by_id(&wanted, &mut skipped)
+            .await?;
         for person in by_id.in_scope {
             people.insert(person.id, person);
         }

@@ -92,7 +92,10 @@ pub struct PersonPlan {
     pub events: Vec<PlannedEvent>,
     /// The person's customer.io profile is deleted (or suppressed) and they leave the state
     /// (SPEC 8.2, 8.3); such a person has nothing else planned.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "removal_action")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "removal_action"
+    )]
     pub removal: Option<Removal>,
 }
 

@@ -205,7 +205,8 @@ fn state<R: BufRead>(input: &mut Input<R>) -> Step<State> {
         input.literal(b"\"forgotten\":{")?;
         loop {
             let id = key(input)?;
-            let entry = forgotten_entry(input.plain_string(&mut text)?).ok_or(Stop::NotCanonical)?;
+            let entry =
+                forgotten_entry(input.plain_string(&mut text)?).ok_or(Stop::NotCanonical)?;
             if forgotten.insert(id, entry).is_some() {
                 return Err(Stop::NotCanonical);
             }

@@ -223,7 +223,8 @@ impl State {
             return false;
         }
         self.people.remove(&person_id);
-        self.applications.retain(|_, app| app.person_id != person_id);
+        self.applications
+            .retain(|_, app| app.person_id != person_id);
         self.pending_people.remove(&person_id);
         true
     }
@@ -894,7 +895,10 @@ mod tests {
         state.forgotten.clear();
         assert_eq!(empty.as_bytes(), encode(&state));
         let with_empty = empty.replace("}}\n", "},\"forgotten\":{}}\n");
-        assert_eq!(canonical::read(with_empty.as_bytes()).expect("no I/O"), None);
+        assert_eq!(
+            canonical::read(with_empty.as_bytes()).expect("no I/O"),
+            None
+        );
         assert_eq!(decode(with_empty.as_bytes()), Ok(state));
     }
 

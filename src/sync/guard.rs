@@ -164,7 +164,11 @@ mod tests {
                 mostly_out_of_scope,
                 None,
             ),
-            ("deletes a tenth: allowed", deleting(100, 10, Some(90)), None),
+            (
+                "deletes a tenth: allowed",
+                deleting(100, 10, Some(90)),
+                None,
+            ),
             (
                 "deletes more than a tenth",
                 deleting(100, 11, Some(89)),

@@ -233,7 +233,13 @@ impl Store {
         }
     }
 
-    fn record_action(&mut self, who: &Identifier, action: &'static str, api: &'static str, existed: bool) {
+    fn record_action(
+        &mut self,
+        who: &Identifier,
+        action: &'static str,
+        api: &'static str,
+        existed: bool,
+    ) {
         self.seq += 1;
         let identifier = match who {
             Identifier::Id(text)
