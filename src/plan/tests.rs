@@ -22,6 +22,8 @@ fn options() -> PlanOptions {
         programme_name: ProgrammeName::ShortName,
         late_events: LateEvents::TrueTime,
         full_read: false,
+        excluded: [false; crate::model::ATTRIBUTES.len()],
+        on_leave: OnLeave::Mark,
     }
 }
 
@@ -915,6 +917,8 @@ fn scenario() -> impl Strategy<Value = (State, Vec<Person>, Vec<Application>, Pl
                 LateEvents::TrueTime
             },
             full_read: full,
+            excluded: [false; crate::model::ATTRIBUTES.len()],
+            on_leave: OnLeave::Mark,
         }
     });
     (people, apps, known_apps, known_people, options).prop_map(
