@@ -1,0 +1,307 @@
+//! The operator rules of SPEC 8.2 and 8.3 through the built binary, on the fakes:
+//! `ciosync forget` (delete, suppress, undo, bad input), `[attributes] exclude`,
+//! `[scope] on_leave = "delete"` and `safety.max_delete_share`.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// Ten people of LC 1337 (1001..=1010), each with one open application, synced once.
+fn synced(config: &str) -> Env {
+    synced_people(config, 10)
+}
+
+/// `count` people of LC 1337 (from 1001), each with one open application, synced once.
+fn synced_people(config: &str, count: u64) -> Env {
+    let env = Env::new(0);
+    env.write_config_text(config_for(&env, config).as_str());
+    for id in 1001..1001 + count {
+        env.gis.insert_person(person(id));
+        env.gis
+            .insert_application(application(id + 4000, id, "open", json!({})));
+    }
+    let out = env.run("run", &[]);
+    assert_eq!(code(&out), 0, "first run: {}", stderr(&out));
+    env
+}
+
+/// The base config of `env` with `extra`; `"batch:"` in front switches to the v2 API.
+fn config_for(env: &Env, extra: &str) -> String {
+    match extra.strip_prefix("batch:") {
+        Some(rest) => with_batch_api(&env.static_config(rest)),
+        None => env.static_config(extra),
+    }
+}
+
+fn summary(env: &Env, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = env.run("run", &all);
+    assert_eq!(code(&out), 0, "run: {}", stderr(&out));
+    stdout_json(&out)
+}
+
+fn actions(env: &Env) -> Vec<(String, &'static str, &'static str)> {
+    env.cio
+        .person_actions()
+        .into_iter()
+        .map(|a| (a.identifier, a.action, a.api))
+        .collect()
+}
+
+fn state_text(env: &Env) -> String {
+    String::from_utf8(env.data_file("state.json").expect("state.json")).expect("utf-8")
+}
+
+fn forget_deletes_and_no_run_sends_again(config: &str, api: &'static str) {
+    let env = synced(config);
+    assert!(env.cio.profiles().contains_key("1003"));
+    let events_of_1003 = |env: &Env| {
+        env.cio
+            .events()
+            .iter()
+            .filter(|e| e.customer_id == "1003")
+            .count()
+    };
+    let events_before = events_of_1003(&env);
+    let out = env.run("forget", &["1003"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1003: deleted in customer.io and forgotten"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!env.cio.profiles().contains_key("1003"), "profile deleted");
+    assert_eq!(actions(&env), vec![("1003".to_owned(), "delete", api)]);
+    assert!(state_text(&env).contains("\"forgotten\":{\"1003\":\"deleted\"}"));
+
+    // GIS changes the person and their application: nothing is sent for them, ever.
+    env.gis.set_clock(chrono::Utc::now());
+    env.gis
+        .insert_person(with_fields(person(1003), json!({"first_name": "Renamed"})));
+    env.gis.set_application_status(1003 + 4000, "accepted");
+    env.cio.clear_requests();
+    let run = summary(&env, &["--full"]);
+    assert_eq!(run["skipped"]["forgotten"], json!(2), "{run}");
+    assert!(!env.cio.profiles().contains_key("1003"), "not recreated");
+    assert!(
+        env.cio.requests().iter().all(|r| !r.path.contains("1003")),
+        "no request names 1003"
+    );
+    assert!(env.cio.person_actions().len() == 1, "nothing deleted again");
+    assert_eq!(events_of_1003(&env), events_before, "no event since");
+}
+
+#[test]
+fn forget_deletes_the_profile_and_no_run_sends_anything_for_the_id_v1() {
+    forget_deletes_and_no_run_sends_again("", "v1");
+}
+
+#[test]
+fn forget_deletes_the_profile_and_no_run_sends_anything_for_the_id_batch() {
+    forget_deletes_and_no_run_sends_again("batch:", "v2");
+}
+
+#[test]
+fn forget_suppress_then_undo_unsuppresses_and_the_next_run_syncs_the_person_as_new() {
+    let env = synced("");
+    let out = env.run("forget", &["1004", "--suppress"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert!(env.cio.is_suppressed("1004"));
+    assert!(!env.cio.profiles().contains_key("1004"));
+
+    let out = env.run("forget", &["--undo", "1004", "1005"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("1004: unsuppressed in customer.io and no longer forgotten"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1005: was not forgotten; nothing to undo"),
+        "{text}"
+    );
+    assert!(!env.cio.is_suppressed("1004"));
+    assert_eq!(
+        actions(&env),
+        vec![
+            ("1004".to_owned(), "suppress", "v1"),
+            ("1004".to_owned(), "unsuppress", "v1"),
+        ]
+    );
+    assert!(!state_text(&env).contains("forgotten"), "list empty again");
+
+    let out = env.run("run", &["--full"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert_eq!(
+        env.cio
+            .profiles()
+            .get("1004")
+            .map(|p| Value::Object(p.clone())),
+        Some(full_profile(1004)),
+        "synced again as new"
+    );
+}
+
+#[test]
+fn undo_of_an_id_never_forgotten_says_so_and_exits_0() {
+    let env = Env::new(0);
+    let out = env.run("forget", &["--undo", "42"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("42: was not forgotten; nothing to undo"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(changing_requests(&env.cio), 0);
+}
+
+#[test]
+fn forget_refuses_bad_ids_and_no_ids_with_a_usage_error() {
+    let env = Env::new(0);
+    for args in [&[][..], &["12a"][..], &["1e3"][..]] {
+        let out = env.run("forget", args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(
+            args.is_empty() || stderr(&out).contains("is not a GIS person id"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(env.data_file("state.json").is_none());
+    assert_eq!(changing_requests(&env.cio), 0);
+}
+
+#[test]
+fn forget_while_a_run_holds_the_lock_exits_75_and_changes_nothing() {
+    let env = synced("");
+    let _held = ciosync::lock::acquire(&env.data_dir()).expect("lock");
+    let before = state_text(&env);
+    let out = env.run("forget", &["1001"]);
+    assert_eq!(code(&out), 75, "stderr: {}", stderr(&out));
+    assert_eq!(state_text(&env), before);
+    assert!(env.cio.profiles().contains_key("1001"));
+}
+
+#[test]
+fn an_excluded_attribute_is_cleared_once_for_everyone_holding_it_and_never_sent_again() {
+    let env = synced("");
+    env.write_config_text(&config_for(
+        &env,
+        "\n[attributes]\nexclude = [\"birthday\"]",
+    ));
+    // An incremental run that reads nobody still clears everyone's birthday, once, and
+    // sends nothing else.
+    let run = summary(&env, &[]);
+    assert_eq!(
+        run["identifies_sent"],
+        json!(10),
+        "one clear per person: {run}"
+    );
+    assert_eq!(run["events_sent"], json!(0), "{run}");
+    for id in 1001..=1010u64 {
+        let mut expected = full_profile(id);
+        expected.as_object_mut().expect("object").remove("birthday");
+        let profile = Value::Object(env.cio.profiles()[&id.to_string()].clone());
+        assert_eq!(profile, expected, "{id}: only the birthday went");
+    }
+    let again = summary(&env, &[]);
+    assert_eq!(again["identifies_sent"], json!(0), "cleared once: {again}");
+
+    env.gis.insert_person(with_fields(
+        person(1002),
+        json!({"dob": "1999-09-09", "first_name": "Bea"}),
+    ));
+    let run = summary(&env, &["--full"]);
+    assert_eq!(run["identifies_sent"], json!(1), "{run}");
+    let profile = &env.cio.profiles()["1002"];
+    assert_eq!(profile.get("first_name"), Some(&json!("Bea")));
+    assert_eq!(profile.get("birthday"), None, "never the birthday");
+
+    // Un-excluding is not a setup change: the birthdays come back, one identify each.
+    env.write_config_text(&config_for(&env, ""));
+    let run = summary(&env, &["--full"]);
+    assert_eq!(run["identifies_sent"], json!(10), "{run}");
+    assert_eq!(run["events_sent"], json!(0), "{run}");
+    assert_eq!(
+        env.cio.profiles()["1003"].get("birthday"),
+        Some(&json!("2000-01-02"))
+    );
+    assert_eq!(
+        env.cio.profiles()["1002"].get("birthday"),
+        Some(&json!("1999-09-09"))
+    );
+}
+
+#[test]
+fn an_excluded_name_that_is_not_an_attribute_is_exit_78_naming_it() {
+    let env = Env::new(0);
+    for name in ["birthdate", "in_scope"] {
+        env.write_config_text(&config_for(
+            &env,
+            &format!("\n[attributes]\nexclude = [\"{name}\"]"),
+        ));
+        let out = env.run("run", &[]);
+        assert_eq!(code(&out), 78, "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(name), "{name}: {}", stderr(&out));
+    }
+}
+
+fn on_leave_delete(config: &str, api: &'static str) {
+    let env = synced(&format!("{config}\n[scope]\non_leave = \"delete\""));
+    env.gis.set_clock(chrono::Utc::now());
+    assert!(env.gis.move_person(1002, 9999), "moved out of scope");
+    let run = summary(&env, &["--full"]);
+    assert!(!env.cio.profiles().contains_key("1002"), "{run}");
+    assert!(env.cio.profiles().contains_key("1001"));
+    assert_eq!(actions(&env), vec![("1002".to_owned(), "delete", api)]);
+    assert!(
+        !state_text(&env).contains("forgotten"),
+        "no tombstone for a person who left"
+    );
+    // If they come back, they are new.
+    assert!(env.gis.move_person(1002, 1337));
+    let _ = summary(&env, &["--full"]);
+    assert!(env.cio.profiles().contains_key("1002"), "synced again");
+}
+
+#[test]
+fn on_leave_delete_deletes_people_who_leave_scope_v1() {
+    on_leave_delete("", "v1");
+}
+
+#[test]
+fn on_leave_delete_deletes_people_who_leave_scope_batch() {
+    on_leave_delete("batch:", "v2");
+}
+
+#[test]
+fn deleting_more_than_max_delete_share_is_refused_unless_allowed() {
+    // 60 known people: 6 deletes is a tenth (allowed), 7 is more.
+    let env = synced_people("\n[scope]\non_leave = \"delete\"", 60);
+    env.gis.set_clock(chrono::Utc::now());
+    for id in 1001..=1007u64 {
+        assert!(env.gis.move_person(id, 9999));
+    }
+    env.cio.clear_requests();
+    let out = env.run("run", &["--full"]);
+    assert_eq!(code(&out), 78, "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("max_delete_share") && stderr(&out).contains("--allow-large-change"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(changing_requests(&env.cio), 0, "nothing sent");
+    assert!(env.cio.person_actions().is_empty());
+
+    let out = env.run("run", &["--full", "--allow-large-change"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert_eq!(actions(&env).len(), 7);
+
+    // forget is never refused by it.
+    let ids: Vec<String> = (1010..1020u64).map(|id| id.to_string()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let out = env.run("forget", &ids);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert_eq!(actions(&env).len(), 17);
+}
