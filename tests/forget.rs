@@ -305,3 +305,155 @@ fn deleting_more_than_max_delete_share_is_refused_unless_allowed() {
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     assert_eq!(actions(&env).len(), 17);
 }
+
+/// How often the crash test looks at the child and the fake again.
+const POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Starts `ciosync <args>` on `env`'s config, kills it (SIGKILL) once `due` says so, and
+/// returns its exit code if it ended by itself first.
+fn kill_when(env: &Env, args: &[&str], due: impl Fn(std::time::Duration) -> bool) -> Option<i32> {
+    let config = env.config_path();
+    let mut all = vec![args[0], "--config", config.to_str().expect("utf-8 path")];
+    all.extend_from_slice(&args[1..]);
+    let mut child = ciosync_command(&all)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ciosync starts");
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        if due(start.elapsed()) {
+            child.kill().expect("kill ciosync");
+            child.wait().expect("reap ciosync");
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// SPEC 8.2: `forget` killed at seeded moments (by time, and by how many removals
+/// customer.io has applied, with latency so kills land mid-request), then finished by a
+/// rerun of `forget` or by the next `run`: every id ends deleted (or suppressed) in
+/// customer.io, confirmed on the forgotten list, out of the state's people, and no later
+/// run sends anything for it.
+fn forget_survives_kills(config: &str, seed: u64) {
+    use ciosync::fake::faults::{Fault, FaultPlan, Trigger};
+    use rand::{Rng, SeedableRng};
+
+    let trials = 8u64;
+    let per_trial = 4u64;
+    let env = synced_people(config, trials * per_trial);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut killed = 0;
+    let mut killed_unconfirmed = 0;
+    for trial in 0..trials {
+        let ids: Vec<String> = (0..per_trial)
+            .map(|i| (1001 + trial * per_trial + i).to_string())
+            .collect();
+        let suppress = trial % 2 == 1;
+        let mut args = vec!["forget"];
+        args.extend(ids.iter().map(String::as_str));
+        if suppress {
+            args.push("--suppress");
+        }
+        env.cio
+            .faults()
+            .set_plan(FaultPlan::seeded(seed + trial).rule(
+                "*",
+                Trigger::Always,
+                Fault::Latency(std::time::Duration::from_millis(rng.gen_range(5..40))),
+            ));
+        let actions_before = env.cio.person_actions().len();
+        let by_time = rng.gen_bool(0.5);
+        let delay = std::time::Duration::from_millis(rng.gen_range(0..250));
+        let actions = rng.gen_range(0..per_trial as usize);
+        let ended = kill_when(&env, &args, |elapsed| {
+            if by_time {
+                elapsed >= delay
+            } else {
+                env.cio.person_actions().len() - actions_before >= actions
+            }
+        });
+        killed += usize::from(ended.is_none());
+        if ended.is_none() {
+            // Killed with ids recorded but not all confirmed: the case the order is for.
+            let state: Value = serde_json::from_str(&state_text(&env)).expect("state json");
+            let unconfirmed = ids.iter().any(|id| {
+                matches!(
+                    state["forgotten"][id].as_str(),
+                    Some("deleting" | "suppressing")
+                )
+            });
+            killed_unconfirmed += usize::from(unconfirmed);
+        }
+        env.cio.faults().clear();
+        // Finish by `forget` again or by a run.
+        let out = if trial % 4 < 2 {
+            env.run("forget", &args[1..])
+        } else {
+            env.run("run", &[])
+        };
+        assert_eq!(code(&out), 0, "trial {trial}: {}", stderr(&out));
+        let forgotten = |env: &Env| -> Value {
+            let state: Value = serde_json::from_str(&state_text(env)).expect("state json");
+            state["forgotten"].clone()
+        };
+        for id in &ids {
+            let name = if suppress { "suppressed" } else { "deleted" };
+            // A kill before anything was recorded, finished by a run, leaves the id as it
+            // was (never forgotten, still synced): then forget it now, which must work as
+            // usual.
+            if forgotten(&env).get(id) != Some(&json!(name)) {
+                assert_eq!(
+                    forgotten(&env).get(id),
+                    None,
+                    "trial {trial}: {id} half-forgotten"
+                );
+                assert!(env.cio.profiles().contains_key(id.as_str()), "{id}");
+                assert_eq!(code(&env.run("forget", &args[1..])), 0);
+            }
+            assert_eq!(
+                forgotten(&env).get(id),
+                Some(&json!(name)),
+                "trial {trial} ({ended:?}): {id} not confirmed"
+            );
+            assert!(
+                !env.cio.profiles().contains_key(id.as_str()),
+                "trial {trial}: {id} still in customer.io"
+            );
+            assert_eq!(env.cio.is_suppressed(id), suppress, "trial {trial}: {id}");
+        }
+    }
+    // Every forgotten id has left the state's people, and nothing is sent for any of them.
+    let state: Value = serde_json::from_str(&state_text(&env)).expect("state json");
+    let forgotten = state["forgotten"].as_object().expect("forgotten list");
+    assert_eq!(forgotten.len() as u64, trials * per_trial);
+    for id in forgotten.keys() {
+        assert!(state["people"].get(id).is_none(), "{id} still in people");
+    }
+    let profiles = env.cio.profiles().len();
+    env.cio.clear_requests();
+    let run = summary(&env, &["--full"]);
+    assert_eq!(run["identifies_sent"], json!(0), "{run}");
+    assert_eq!(run["events_sent"], json!(0), "{run}");
+    assert_eq!(env.cio.profiles().len(), profiles);
+    assert!(killed > 0, "some kills landed on a running forget");
+    assert!(
+        killed_unconfirmed > 0,
+        "some kills left ids recorded but unconfirmed ({killed} kills)"
+    );
+}
+
+#[test]
+fn forget_killed_at_seeded_points_is_finished_by_a_rerun_v1() {
+    forget_survives_kills("", 13);
+}
+
+#[test]
+fn forget_killed_at_seeded_points_is_finished_by_a_rerun_batch() {
+    forget_survives_kills("batch:", 31);
+}
