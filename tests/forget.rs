@@ -457,3 +457,67 @@ fn forget_killed_at_seeded_points_is_finished_by_a_rerun_v1() {
 fn forget_killed_at_seeded_points_is_finished_by_a_rerun_batch() {
     forget_survives_kills("batch:", 31);
 }
+
+#[test]
+fn forget_of_an_id_customer_io_rejects_exits_1_and_leaves_it_as_it_was() {
+    use ciosync::fake::faults::{Fault, FaultPlan, Trigger};
+
+    let env = synced("");
+    env.cio.faults().set_plan(FaultPlan::seeded(1).rule(
+        "DELETE /api/v1/customers/1002",
+        Trigger::Always,
+        Fault::Html(400),
+    ));
+    let out = env.run("forget", &["1001", "1002"]);
+    assert_eq!(code(&out), 1, "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("1001: deleted in customer.io"), "{text}");
+    assert!(text.contains("1002: REJECTED by customer.io"), "{text}");
+    let state: Value = serde_json::from_str(&state_text(&env)).expect("state json");
+    assert_eq!(state["forgotten"], json!({"1001": "deleted"}));
+    assert!(state["people"].get("1002").is_some(), "1002 as it was");
+    assert!(env.cio.profiles().contains_key("1002"));
+
+    // 1002 is still synced as before.
+    env.cio.faults().clear();
+    env.gis
+        .insert_person(with_fields(person(1002), json!({"first_name": "Still"})));
+    let _ = summary(&env, &["--full"]);
+    assert_eq!(
+        env.cio.profiles()["1002"].get("first_name"),
+        Some(&json!("Still"))
+    );
+}
+
+#[test]
+fn on_leave_delete_deletes_people_gis_no_longer_has() {
+    let env = synced("\n[scope]\non_leave = \"delete\"");
+    env.gis.set_clock(chrono::Utc::now());
+    assert!(env.gis.remove_person(1006));
+    let run = summary(&env, &["--full"]);
+    assert_eq!(run["people_deleted"], json!(1), "{run}");
+    assert_eq!(actions(&env), vec![("1006".to_owned(), "delete", "v1")]);
+    assert!(!env.cio.profiles().contains_key("1006"));
+    let state: Value = serde_json::from_str(&state_text(&env)).expect("state json");
+    assert!(state["people"].get("1006").is_none());
+    assert!(
+        state["applications"].get("5006").is_none(),
+        "applications go too"
+    );
+    let again = summary(&env, &["--full"]);
+    assert_eq!(again["people_deleted"], json!(0), "once: {again}");
+    assert_eq!(env.cio.person_actions().len(), 1);
+}
+
+#[test]
+fn a_state_without_the_forgotten_field_still_loads_and_runs() {
+    // The state of a ciosync from before SPEC 8.2 has no "forgotten": it loads as an empty
+    // list, and a state with nothing forgotten is written without the field (the same bytes
+    // as before).
+    let env = synced("");
+    let before = state_text(&env);
+    assert!(!before.contains("forgotten"), "{before}");
+    let out = env.run("run", &[]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert!(!state_text(&env).contains("forgotten"));
+}
