@@ -102,9 +102,8 @@ fn forget_deletes_the_profile_and_no_run_sends_anything_for_the_id_batch() {
     forget_deletes_and_no_run_sends_again("batch:", "v2");
 }
 
-#[test]
-fn forget_suppress_then_undo_unsuppresses_and_the_next_run_syncs_the_person_as_new() {
-    let env = synced("");
+fn suppress_then_undo(config: &str, api: &'static str) {
+    let env = synced(config);
     let out = env.run("forget", &["1004", "--suppress"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     assert!(env.cio.is_suppressed("1004"));
@@ -125,8 +124,8 @@ fn forget_suppress_then_undo_unsuppresses_and_the_next_run_syncs_the_person_as_n
     assert_eq!(
         actions(&env),
         vec![
-            ("1004".to_owned(), "suppress", "v1"),
-            ("1004".to_owned(), "unsuppress", "v1"),
+            ("1004".to_owned(), "suppress", api),
+            ("1004".to_owned(), "unsuppress", api),
         ]
     );
     assert!(!state_text(&env).contains("forgotten"), "list empty again");
@@ -141,6 +140,34 @@ fn forget_suppress_then_undo_unsuppresses_and_the_next_run_syncs_the_person_as_n
         Some(full_profile(1004)),
         "synced again as new"
     );
+}
+
+#[test]
+fn forget_suppress_then_undo_unsuppresses_and_the_next_run_syncs_the_person_as_new_v1() {
+    suppress_then_undo("", "v1");
+}
+
+#[test]
+fn forget_suppress_then_undo_unsuppresses_and_the_next_run_syncs_the_person_as_new_batch() {
+    suppress_then_undo("batch:", "v2");
+}
+
+#[test]
+fn forget_with_customer_io_unavailable_exits_69_and_records_nothing() {
+    use ciosync::fake::faults::{Fault, FaultPlan, Trigger};
+
+    let env = synced("");
+    let before = state_text(&env);
+    env.cio.faults().set_plan(FaultPlan::seeded(2).rule(
+        "*",
+        Trigger::Always,
+        Fault::ErrorBefore(503),
+    ));
+    let out = env.run("forget", &["1001"]);
+    assert_eq!(code(&out), 69, "stderr: {}", stderr(&out));
+    assert_eq!(state_text(&env), before, "nothing recorded");
+    env.cio.faults().clear();
+    assert!(env.cio.profiles().contains_key("1001"));
 }
 
 #[test]
