@@ -635,7 +635,7 @@ fn an_excluded_attribute_is_cleared_once_read_or_not_and_the_rest_is_untouched()
         first_name: Some("Bea".to_owned()),
         ..person(1)
     };
-    let planned = settle(&mut state, &[renamed.clone()], &[], &excluding);
+    let planned = settle(&mut state, std::slice::from_ref(&renamed), &[], &excluding);
     let sent: Vec<(PersonId, Value)> = planned
         .people
         .iter()
@@ -651,7 +651,7 @@ fn an_excluded_attribute_is_cleared_once_read_or_not_and_the_rest_is_untouched()
             (2, json!({"first_name": null})),
         ]
     );
-    assert!(run(&state, &[renamed.clone()], &[], &excluding)
+    assert!(run(&state, std::slice::from_ref(&renamed), &[], &excluding)
         .people
         .is_empty());
     let statuses = attribute_statuses(
