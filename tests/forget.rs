@@ -548,3 +548,29 @@ fn a_state_without_the_forgotten_field_still_loads_and_runs() {
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     assert!(!state_text(&env).contains("forgotten"));
 }
+
+#[test]
+fn the_next_run_finishes_a_forget_that_customer_io_never_confirmed() {
+    // What a kill between recording and customer.io's answer leaves: the id recorded as
+    // being deleted, the person still in the state.
+    let env = synced("");
+    let text = state_text(&env);
+    let unfinished = format!(
+        "{},\"forgotten\":{{\"1003\":\"deleting\"}}}}\n",
+        text.trim_end().strip_suffix('}').expect("a JSON object")
+    );
+    std::fs::write(env.data_dir().join("state.json"), unfinished).expect("write state");
+    env.gis
+        .insert_person(with_fields(person(1003), json!({"first_name": "Renamed"})));
+    let run = summary(&env, &["--full"]);
+    assert_eq!(run["people_forgotten"], json!(1), "{run}");
+    assert_eq!(run["skipped"]["forgotten"], json!(2), "{run}");
+    assert_eq!(actions(&env), vec![("1003".to_owned(), "delete", "v1")]);
+    assert!(!env.cio.profiles().contains_key("1003"));
+    let state: Value = serde_json::from_str(&state_text(&env)).expect("state json");
+    assert_eq!(state["forgotten"], json!({"1003": "deleted"}));
+    assert!(state["people"].get("1003").is_none());
+    let again = summary(&env, &["--full"]);
+    assert_eq!(again["people_forgotten"], json!(0), "{again}");
+    assert_eq!(env.cio.person_actions().len(), 1, "deleted once");
+}
