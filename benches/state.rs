@@ -250,6 +250,7 @@ fn synthetic(people: u64, applications: u64) -> State {
         watermark: Some(chrono::Utc::now()),
         last_full_read: Some(chrono::Utc::now()),
         run_in_progress: None,
+        forgotten: Default::default(),
     }
 }
 

@@ -170,6 +170,15 @@ pub enum Command {
     /// (0600). Without a terminal the flags are the answers: a missing one is a usage error.
     /// Nothing is overwritten without --force; a refused credential writes nothing (exit 77).
     Init(Box<InitArgs>),
+    /// Erase people from customer.io on request, and never send anything for them again.
+    ///
+    /// For each GIS person id: delete the customer.io profile (or, with --suppress, suppress
+    /// it: customer.io then ignores every later call for the id), then forget the person: they
+    /// leave the state, and no run sends anything for the id, whatever GIS says, until
+    /// `forget --undo`. An id ciosync never synced is deleted too (harmless) and remembered.
+    /// Takes the run lock (exit 75 if a run holds it). Exit 0 when customer.io confirmed every
+    /// id, 1 when it rejected some (they stay as they were).
+    Forget(ForgetArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -224,6 +233,35 @@ pub struct StatusArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ciosync forget` (SPEC 8.2).
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The GIS person ids (digits), as customer.io knows the profiles.
+    #[arg(value_name = "PERSON_ID", required = true, value_parser = person_id_arg)]
+    pub ids: Vec<u64>,
+    /// Suppress the profiles instead of deleting them: customer.io deletes them and ignores
+    /// every later call for these ids.
+    #[arg(long)]
+    pub suppress: bool,
+    /// Take the ids off the forgotten list (unsuppressing those that were suppressed); the
+    /// next run syncs them as new people.
+    #[arg(long, conflicts_with = "suppress")]
+    pub undo: bool,
+}
+
+/// A GIS person id: digits only (GIS ids are numbers; a customer.io profile is keyed by it).
+fn person_id_arg(text: &str) -> Result<u64, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} is not a GIS person id (digits only, e.g. 1234567)"
+        ));
+    }
+    text.parse()
+        .map_err(|_| format!("{text:?} is too large for a GIS person id"))
 }
 
 /// `ciosync init` (SPEC 8.5). Every answer is optional here: on a terminal a missing one is
@@ -495,6 +533,35 @@ mod tests {
         ])
         .expect_err("a token and OAuth at once");
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn forget_takes_person_ids_and_refuses_anything_else() {
+        let cli = Cli::try_parse_from(["ciosync", "forget", "12", "34", "12", "--suppress"])
+            .expect("valid command line");
+        let Command::Forget(args) = cli.command else {
+            panic!("expected forget");
+        };
+        assert_eq!(args.ids, vec![12, 34, 12]);
+        assert!(args.suppress && !args.undo);
+        let bad: [&[&str]; 6] = [
+            &["forget"],
+            &["forget", "12a"],
+            &["forget", "+12"],
+            &["forget", "-12"],
+            &["forget", "99999999999999999999999"],
+            &["forget", "12", "--undo", "--suppress"],
+        ];
+        for args in bad {
+            let err = Cli::try_parse_from(std::iter::once("ciosync").chain(args.iter().copied()))
+                .expect_err("refused");
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+        let err = Cli::try_parse_from(["ciosync", "forget", "12a"]).expect_err("refused");
+        assert!(
+            err.to_string().contains("\"12a\" is not a GIS person id"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod forget;
 pub mod gis;
 pub mod http;
 pub mod init;

@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         Command::Status(args) => with_config(&args.config, verbosity, |cfg| {
             commands::status(cfg, args.json)
         }),
+        Command::Forget(args) => with_config(&args.config, verbosity, |cfg| {
+            ciosync::forget::command(cfg, args)
+        }),
         Command::Demo(args) => demo(args, verbosity),
         Command::Init(args) => init(args, verbosity),
         Command::Completions { shell } => {

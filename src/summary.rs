@@ -91,6 +91,13 @@ pub struct Summary {
     pub unknown_statuses: BTreeMap<String, u64>,
     pub truncated_values: u64,
     pub people_left_scope: u64,
+    /// Profiles deleted because their person left or GIS no longer has them
+    /// (`scope.on_leave = "delete"`, SPEC 8.3).
+    #[serde(default)]
+    pub people_deleted: u64,
+    /// Removals of `ciosync forget` this run finished (a kill had cut them short, SPEC 8.2).
+    #[serde(default)]
+    pub people_forgotten: u64,
     pub rejected: Vec<Rejection>,
     /// People whose writes are not all confirmed yet (retried next run).
     pub pending_people: u64,
@@ -211,6 +218,20 @@ impl Summary {
                 out,
                 "people who left the configured LCs: {}",
                 self.people_left_scope
+            );
+        }
+        if self.people_deleted > 0 {
+            let _ = writeln!(
+                out,
+                "profiles deleted (scope.on_leave = \"delete\"): {}",
+                self.people_deleted
+            );
+        }
+        if self.people_forgotten > 0 {
+            let _ = writeln!(
+                out,
+                "forgotten ids whose removal this run finished: {}",
+                self.people_forgotten
             );
         }
         for r in &self.rejected {

@@ -211,6 +211,64 @@ async fn delete_removes_the_profile() {
     );
 }
 
+/// SPEC 8.2 semantics: suppress deletes the profile and later calls for the id are accepted
+/// and ignored; unsuppress does not restore it; a deleted profile comes back with the next
+/// identify. Through v1 and v2 alike.
+#[tokio::test]
+async fn suppress_ignores_later_calls_until_unsuppress_and_delete_is_undone_by_identify() {
+    let h = Harness::start();
+    h.put("/api/v1/customers/7", json!({"a": 1})).await;
+    assert_eq!(
+        h.post("/api/v1/customers/7/suppress", json!({})).await.0,
+        200
+    );
+    assert_eq!(h.fake.profile("7"), None);
+    assert!(h.fake.is_suppressed("7"));
+    assert_eq!(h.put("/api/v1/customers/7", json!({"a": 2})).await.0, 200);
+    let event = json!({"name": "GVapplied", "id": EVENT_ID, "data": {}});
+    assert_eq!(h.post("/api/v1/customers/7/events", event).await.0, 200);
+    let batch = json!({"batch": [
+        {"type": "person", "identifiers": {"id": "7"}, "action": "identify", "attributes": {"a": 3}},
+        v2_event("7", "GVaccepted", OTHER_EVENT_ID),
+    ]});
+    assert_eq!(h.post("/api/v2/batch", batch).await.0, 200);
+    assert_eq!(h.fake.profile("7"), None, "ignored while suppressed");
+    assert!(h.fake.events().is_empty());
+    assert_eq!(h.fake.ignored_writes(), 4);
+
+    let unsuppress = json!({"type": "person", "identifiers": {"id": "7"}, "action": "unsuppress"});
+    assert_eq!(h.post("/api/v2/entity", unsuppress).await.0, 200);
+    assert!(!h.fake.is_suppressed("7"));
+    assert_eq!(h.fake.profile("7"), None, "unsuppress restores nothing");
+    h.put("/api/v1/customers/7", json!({"b": 1})).await;
+    assert_eq!(
+        h.fake.profile("7").map(Value::Object),
+        Some(json!({"b": 1})),
+        "a new, empty profile"
+    );
+
+    let delete =
+        json!({"batch": [{"type": "person", "identifiers": {"id": "7"}, "action": "delete"}]});
+    assert_eq!(h.post("/api/v2/batch", delete).await.0, 200);
+    assert_eq!(h.fake.profile("7"), None);
+    h.put("/api/v1/customers/7", json!({"c": 1})).await;
+    assert_eq!(
+        h.fake.profile("7").map(Value::Object),
+        Some(json!({"c": 1})),
+        "recreated by identify"
+    );
+    let actions: Vec<(&str, &str)> = h
+        .fake
+        .person_actions()
+        .iter()
+        .map(|a| (a.action, a.api))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![("suppress", "v1"), ("unsuppress", "v2"), ("delete", "v2")]
+    );
+}
+
 #[tokio::test]
 async fn the_v1_limits_each_give_their_400() {
     let h = Harness::start();

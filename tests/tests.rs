@@ -37,6 +37,8 @@ mod fake_gis;
 #[cfg(feature = "fake")]
 mod fault_matrix;
 #[cfg(feature = "fake")]
+mod forget;
+#[cfg(feature = "fake")]
 mod incremental;
 #[cfg(feature = "fake")]
 mod init;

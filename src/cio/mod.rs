@@ -92,6 +92,29 @@ impl<D: ?Sized> Clone for Event<'_, D> {
 
 impl<D: ?Sized> Copy for Event<'_, D> {}
 
+/// An action on a person as a whole (SPEC 8.2, 8.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonAction {
+    /// Delete the profile (v1 `DELETE /api/v1/customers/{id}`). Deleting an unknown person
+    /// is harmless; a later identify creates the profile again.
+    Delete,
+    /// Delete the profile and ignore every later call for the id (v1 `POST .../suppress`).
+    Suppress,
+    /// Stop ignoring calls for a suppressed id (v1 `POST .../unsuppress`).
+    Unsuppress,
+}
+
+impl PersonAction {
+    /// The v2 action name, which is also the last segment of the v1 path for the POSTs.
+    pub fn name(self) -> &'static str {
+        match self {
+            PersonAction::Delete => "delete",
+            PersonAction::Suppress => "suppress",
+            PersonAction::Unsuppress => "unsuppress",
+        }
+    }
+}
+
 /// The v2 batch limits (SPEC 4.4; customer.io counts KB as 1000 bytes).
 pub const BATCH_MAX_BYTES: usize = 500_000;
 /// Largest single v2 operation.
@@ -111,6 +134,16 @@ impl BatchOp {
             "identifiers": {"id": person_id.to_string()},
             "action": "identify",
             "attributes": attributes,
+        }))
+    }
+
+    /// A `delete`, `suppress` or `unsuppress` operation: an action on the person as a whole
+    /// (SPEC 8.2, 8.3).
+    pub fn person_action(person_id: u64, action: PersonAction) -> BatchOp {
+        BatchOp::from_value(&json!({
+            "type": "person",
+            "identifiers": {"id": person_id.to_string()},
+            "action": action.name(),
         }))
     }
 
@@ -310,6 +343,30 @@ impl CioClient {
             .send(|| self.http.post(&url).json(&body), "event")
             .await?;
         self.verdict(&reply, "event")
+    }
+
+    /// `DELETE /api/v1/customers/{id}`, or `POST /api/v1/customers/{id}/suppress` /
+    /// `.../unsuppress` (SPEC 8.2, 8.3).
+    ///
+    /// # Errors
+    /// [`CioError`] when the run cannot go on; a refused write is `Ok(Outcome::Rejected)`.
+    pub async fn person_action(
+        &self,
+        person_id: u64,
+        action: PersonAction,
+    ) -> Result<Outcome, CioError> {
+        let what = action.name();
+        let reply = match action {
+            PersonAction::Delete => {
+                let url = format!("{}/api/v1/customers/{person_id}", self.base);
+                self.send(|| self.http.delete(&url), what).await?
+            }
+            PersonAction::Suppress | PersonAction::Unsuppress => {
+                let url = format!("{}/api/v1/customers/{person_id}/{what}", self.base);
+                self.send(|| self.http.post(&url), what).await?
+            }
+        };
+        self.verdict(&reply, what)
     }
 
     async fn send(

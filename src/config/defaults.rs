@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::types::{CioApi, LateEvents, LogFormat, ProgrammeName, Region};
+use super::types::{CioApi, LateEvents, LogFormat, OnLeave, ProgrammeName, Region};
 
 /// `data_dir`: state, lock, credentials and `last_run.json`.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/ciosync";
@@ -67,3 +67,13 @@ pub const DEFAULT_MAX_EVENT_SHARE: f64 = 0.5;
 /// `safety.min_people_share`: refuse a full read that returns fewer than half of the people
 /// the state knows.
 pub const DEFAULT_MIN_PEOPLE_SHARE: f64 = 0.5;
+
+/// `safety.max_delete_share`: refuse a run that would delete the profiles of more than a
+/// tenth of the people the state knows (`scope.on_leave = "delete"`, SPEC 8.3).
+pub const DEFAULT_MAX_DELETE_SHARE: f64 = 0.1;
+
+/// `attributes.exclude`: every attribute of SPEC 4.1 is sent.
+pub const DEFAULT_EXCLUDED_ATTRIBUTES: [&str; 0] = [];
+
+/// `scope.on_leave`: a person who leaves the configured LCs gets `in_scope = false` (SPEC 5.4).
+pub const DEFAULT_ON_LEAVE: OnLeave = OnLeave::Mark;

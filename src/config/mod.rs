@@ -30,8 +30,9 @@ use std::path::{Path, PathBuf};
 pub use defaults::*;
 pub use resolve::check_url;
 pub use types::{
-    CaFile, CioApi, CioConfig, Config, EventsConfig, GisAuth, GisConfig, LateEvents, LogConfig,
-    LogFormat, MonitoringConfig, OAuthConfig, ProgrammeName, Region, SafetyConfig, Secret,
+    AttributesConfig, CaFile, CioApi, CioConfig, Config, EventsConfig, GisAuth, GisConfig,
+    LateEvents, LogConfig, LogFormat, MonitoringConfig, OAuthConfig, OnLeave, ProgrammeName,
+    Region, SafetyConfig, ScopeConfig, Secret,
 };
 
 /// Where the configuration lives when neither `--config` nor `CIOSYNC_CONFIG` says otherwise.

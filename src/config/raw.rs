@@ -25,6 +25,8 @@ pub(super) struct RawConfig {
     pub log: RawLog,
     pub monitoring: RawMonitoring,
     pub safety: RawSafety,
+    pub attributes: RawAttributes,
+    pub scope: RawScope,
 }
 
 /// `[gis]`.
@@ -100,4 +102,19 @@ pub(super) struct RawSafety {
     pub time_budget: Option<Spanned<String>>,
     pub max_event_share: Option<Spanned<f64>>,
     pub min_people_share: Option<Spanned<f64>>,
+    pub max_delete_share: Option<Spanned<f64>>,
+}
+
+/// `[attributes]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawAttributes {
+    pub exclude: Option<Vec<Spanned<String>>>,
+}
+
+/// `[scope]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawScope {
+    pub on_leave: Option<Spanned<String>>,
 }

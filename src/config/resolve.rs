@@ -2,8 +2,9 @@
 //!
 //! This owns the rules of SPEC 2 that go beyond shape: required keys, defaults (from
 //! `defaults`, never a literal here), `https://` URLs except on loopback hosts, humane
-//! durations, fixed choices, shares between 0 and 1, the log level, and secrets, which come
-//! from the environment, else a `*_file`, else the file itself.
+//! durations, fixed choices, shares between 0 and 1, the log level, the attribute names of
+//! `attributes.exclude`, and secrets, which come from the environment, else a `*_file`, else
+//! the file itself.
 //!
 //! Invariants: the environment is read only through the injected `env`, so tests are
 //! hermetic; a `*_file` shadowed by the environment is never opened; no error or warning
@@ -23,6 +24,7 @@ use super::{
     ConfigError, Loaded, ENV_CIO_API_KEY, ENV_GIS_ACCESS_TOKEN, ENV_GIS_CLIENT_SECRET,
     ENV_GIS_REFRESH_TOKEN,
 };
+use crate::model::ATTRIBUTES;
 
 /// Builds the [`Config`] from the raw file, with the warnings worth a cron mail.
 ///
@@ -158,6 +160,26 @@ impl Resolver<'_> {
                 raw.safety.min_people_share.as_ref(),
                 DEFAULT_MIN_PEOPLE_SHARE,
             )?,
+            max_delete_share: self.share(
+                "safety.max_delete_share",
+                raw.safety.max_delete_share.as_ref(),
+                DEFAULT_MAX_DELETE_SHARE,
+            )?,
+        };
+        let attributes = AttributesConfig {
+            exclude: match raw.attributes.exclude {
+                Some(names) => self.excluded_attributes(&names)?,
+                None => DEFAULT_EXCLUDED_ATTRIBUTES.to_vec(),
+            },
+        };
+        let scope = ScopeConfig {
+            on_leave: self.choice(
+                "scope.on_leave",
+                raw.scope.on_leave.as_ref(),
+                &OnLeave::ALL,
+                OnLeave::name,
+                DEFAULT_ON_LEAVE,
+            )?,
         };
         Ok(Config {
             path: self.file.path.to_owned(),
@@ -169,7 +191,43 @@ impl Resolver<'_> {
             log,
             monitoring,
             safety,
+            attributes,
+            scope,
         })
+    }
+
+    /// `attributes.exclude` (SPEC 8.3): names of the attribute table of SPEC 4.1, each once.
+    /// `in_scope` says whether a person is in the configured LCs and cannot be excluded.
+    fn excluded_attributes(
+        &self,
+        names: &[Spanned<String>],
+    ) -> Result<Vec<&'static str>, ConfigError> {
+        let mut excluded: Vec<&'static str> = Vec::new();
+        for name in names {
+            let text = name.get_ref();
+            if text == crate::plan::IN_SCOPE_ATTRIBUTE {
+                return Err(self.file.at(
+                    name.span(),
+                    "`attributes.exclude`: `in_scope` cannot be excluded (it tells customer.io \
+                     who left the configured LCs)"
+                        .to_owned(),
+                ));
+            }
+            let Some(known) = ATTRIBUTES.iter().copied().find(|known| known == text) else {
+                return Err(self.file.at(
+                    name.span(),
+                    format!(
+                        "`attributes.exclude`: {text:?} is not an attribute ciosync sends; \
+                         it sends {}",
+                        ATTRIBUTES.join(", ")
+                    ),
+                ));
+            };
+            if !excluded.contains(&known) {
+                excluded.push(known);
+            }
+        }
+        Ok(excluded)
     }
 
     fn gis(&mut self, raw: RawGis) -> Result<GisConfig, ConfigError> {

@@ -69,6 +69,51 @@ fn example_file_loads_with_every_default() {
     assert_eq!(config.safety.time_budget, Duration::from_secs(240));
     assert_eq!(config.safety.max_event_share, 0.5);
     assert_eq!(config.safety.min_people_share, 0.5);
+    assert_eq!(config.safety.max_delete_share, 0.1);
+    assert!(config.attributes.exclude.is_empty());
+    assert_eq!(config.scope.on_leave, OnLeave::Mark);
+}
+
+/// SPEC 8.3: `attributes.exclude` takes names of the attribute table (each kept once, in
+/// the order written); an unknown name, or `in_scope`, is refused naming it and its line.
+#[test]
+fn excluded_attributes_are_checked_against_the_attribute_table() {
+    let config = load_text(&format!(
+        "{MINIMAL}[attributes]\nexclude = [\"birthday\", \"cv\", \"birthday\"]\n[scope]\non_leave = \"delete\"\n[safety]\nmax_delete_share = 0.25\n"
+    ))
+    .expect("valid")
+    .config;
+    assert_eq!(config.attributes.exclude, vec!["birthday", "cv"]);
+    assert_eq!(config.scope.on_leave, OnLeave::Delete);
+    assert_eq!(config.safety.max_delete_share, 0.25);
+
+    let unknown = error_text(&format!(
+        "{MINIMAL}[attributes]\nexclude = [\n  \"birthday\",\n  \"dob\",\n]\n"
+    ));
+    assert!(
+        unknown.contains(":12: `attributes.exclude`: \"dob\" is not an attribute ciosync sends")
+            && unknown.contains("email, created_at, first_name"),
+        "{unknown}"
+    );
+    let in_scope = error_text(&format!(
+        "{MINIMAL}[attributes]\nexclude = [\"in_scope\"]\n"
+    ));
+    assert!(
+        in_scope.contains("`in_scope` cannot be excluded"),
+        "{in_scope}"
+    );
+    let on_leave = error_text(&format!("{MINIMAL}[scope]\non_leave = \"remove\"\n"));
+    assert!(
+        on_leave.contains("`scope.on_leave` must be one of \"mark\", \"delete\""),
+        "{on_leave}"
+    );
+    let share = error_text(&format!("{MINIMAL}[safety]\nmax_delete_share = 2.0\n"));
+    assert!(
+        share.contains("`safety.max_delete_share` must be between 0 and 1"),
+        "{share}"
+    );
+    let typo = error_text(&format!("{MINIMAL}[attributes]\nexcludes = []\n"));
+    assert!(typo.contains("unknown key `attributes.excludes`"), "{typo}");
 }
 
 #[test]
@@ -406,6 +451,7 @@ enum Shown {
     Share(f64),
     /// Compared after parsing, as `"24h"` and `"1day"` are the same default.
     Duration(Duration),
+    List(&'static [&'static str]),
 }
 
 impl Shown {
@@ -416,6 +462,13 @@ impl Shown {
             (Shown::Share(share), toml::Value::Float(shown)) => shown == share,
             (Shown::Duration(duration), toml::Value::String(shown)) => {
                 humantime::parse_duration(shown).ok() == Some(*duration)
+            }
+            (Shown::List(list), toml::Value::Array(shown)) => {
+                shown.len() == list.len()
+                    && shown
+                        .iter()
+                        .zip(list.iter())
+                        .all(|(shown, item)| shown.as_str() == Some(*item))
             }
             _ => false,
         }
@@ -493,6 +546,15 @@ fn example_file_shows_the_named_defaults() {
             "safety.min_people_share",
             Shown::Share(DEFAULT_MIN_PEOPLE_SHARE),
         ),
+        (
+            "safety.max_delete_share",
+            Shown::Share(DEFAULT_MAX_DELETE_SHARE),
+        ),
+        (
+            "attributes.exclude",
+            Shown::List(&DEFAULT_EXCLUDED_ATTRIBUTES),
+        ),
+        ("scope.on_leave", Shown::Text(DEFAULT_ON_LEAVE.name())),
     ]);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
     let text = std::fs::read_to_string(&path).expect("the example config is readable");

@@ -47,6 +47,8 @@ pub struct Config {
     pub log: LogConfig,
     pub monitoring: MonitoringConfig,
     pub safety: SafetyConfig,
+    pub attributes: AttributesConfig,
+    pub scope: ScopeConfig,
 }
 
 /// `ca_file`: a PEM file of CA certificates to trust beside the built-in and system roots
@@ -244,4 +246,43 @@ pub struct SafetyConfig {
     pub time_budget: Duration,
     pub max_event_share: f64,
     pub min_people_share: f64,
+    /// Refuse a run that would delete more than this share of the people the state knows
+    /// (`on_leave = "delete"`, SPEC 8.3).
+    pub max_delete_share: f64,
+}
+
+/// `[attributes]` (SPEC 8.3).
+#[derive(Debug, Clone, Default)]
+pub struct AttributesConfig {
+    /// Attributes of SPEC 4.1 never to send, as `model::ATTRIBUTES` spells them (checked,
+    /// without duplicates, in the order written).
+    pub exclude: Vec<&'static str>,
+}
+
+/// `scope.on_leave` (SPEC 8.3): what happens to a person who leaves the configured LCs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLeave {
+    /// `in_scope = false`, once (SPEC 5.4); the profile stays.
+    Mark,
+    /// Their customer.io profile is deleted and they leave the state.
+    Delete,
+}
+
+impl OnLeave {
+    /// Every choice, in the order an error lists them.
+    pub(super) const ALL: [OnLeave; 2] = [OnLeave::Mark, OnLeave::Delete];
+
+    /// The name written in the file: `"mark"` or `"delete"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnLeave::Mark => "mark",
+            OnLeave::Delete => "delete",
+        }
+    }
+}
+
+/// `[scope]` (SPEC 8.3).
+#[derive(Debug, Clone)]
+pub struct ScopeConfig {
+    pub on_leave: OnLeave,
 }

@@ -146,6 +146,18 @@ pub struct Snapshot {
     pub applications: Vec<Application>,
     /// Skipped records per reason.
     pub skipped: BTreeMap<String, u64>,
+    /// People looked up by id whom GIS did not return at all, in scope or not: GIS no
+    /// longer has them (or no longer shows them to this credential).
+    pub absent: BTreeSet<PersonId>,
+}
+
+/// What a lookup of people by id found.
+#[derive(Debug, Default)]
+pub struct ById {
+    /// Those still in the configured LCs.
+    pub in_scope: Vec<Person>,
+    /// Those GIS did not return at all.
+    pub absent: BTreeSet<PersonId>,
 }
 
 enum Auth {
@@ -262,8 +274,9 @@ impl GisClient {
     }
 
     /// Specific people by id who are still in the configured LCs, without their
-    /// applications: to confirm who really left when a full read did not see them (a record
-    /// can move between pages mid-scan, SPEC 3).
+    /// applications, and the ids GIS did not return at all: to confirm who really left when
+    /// a full read did not see them (a record can move between pages mid-scan, SPEC 3), and
+    /// who GIS no longer has (SPEC 8.3).
     ///
     /// # Errors
     /// [`GisError`] when a page cannot be read after retries.
@@ -271,8 +284,9 @@ impl GisClient {
         &self,
         ids: &BTreeSet<PersonId>,
         skipped: &mut BTreeMap<String, u64>,
-    ) -> Result<Vec<Person>, GisError> {
+    ) -> Result<ById, GisError> {
         let mut people = Vec::new();
+        let mut absent = ids.clone();
         let ids: Vec<PersonId> = ids.iter().copied().collect();
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
@@ -286,9 +300,17 @@ impl GisClient {
                     skipped,
                 )
                 .await?;
-            people.extend(found.into_iter().filter(|p| self.in_scope(p)));
+            for person in found {
+                absent.remove(&person.id);
+                if self.in_scope(&person) {
+                    people.push(person);
+                }
+            }
         }
-        Ok(people)
+        Ok(ById {
+            in_scope: people,
+            absent,
+        })
     }
 
     /// Whether a person's home LC is one of the configured ones.
@@ -346,10 +368,10 @@ impl GisClient {
         wanted.extend(pending.iter().copied());
         wanted.retain(|id| !people.contains_key(id));
         // Only people still in the configured LCs count as read.
-        for person in self
+        let by_id = self
             .read_people_in_scope_by_id(&wanted, &mut skipped)
-            .await?
-        {
+            .await?;
+        for person in by_id.in_scope {
             people.insert(person.id, person);
         }
 
@@ -378,6 +400,7 @@ impl GisClient {
             people: people.into_values().collect(),
             applications: applications.into_values().collect(),
             skipped,
+            absent: by_id.absent,
         })
     }
 

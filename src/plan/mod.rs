@@ -1,5 +1,8 @@
-//! Pure planning (SPEC 4.1 to 4.3 and the scope rule of 5.4): from the state, the people and
-//! applications read, and the run's start time, what to send to customer.io.
+//! Pure planning (SPEC 4.1 to 4.3, the scope rule of 5.4, and the operator rules of 8.2 and
+//! 8.3): from the state, the people and applications read, and the run's start time, what to
+//! send to customer.io. Forgotten ids get nothing (8.2); excluded attributes are never sent
+//! and cleared once where the state says customer.io holds them (8.3); people who leave get
+//! `in_scope = false` or, with `on_leave = "delete"`, a removal (8.3).
 //!
 //! No I/O and no clock: `now` comes in as an argument, and the output is sorted (people by
 //! id, each person's applications by id, each application's events in rule order) so the
@@ -21,11 +24,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{LateEvents, ProgrammeName};
+use crate::config::{LateEvents, OnLeave, ProgrammeName};
 use crate::model::{Application, ApplicationId, EventKind, Person, PersonId, Programme};
-use crate::state::{ApplicationState, PersonState, State};
+use crate::state::{ApplicationState, PersonState, Removal, State};
 
-pub use profile::{Fingerprinter, IN_SCOPE_ATTRIBUTE, MAX_ATTRIBUTE_VALUE_BYTES};
+pub use profile::{
+    attribute_statuses, decide_attribute, excluded_mask, AttributeDecision, AttributeStatus,
+    Excluded, Fingerprinter, IN_SCOPE_ATTRIBUTE, MAX_ATTRIBUTE_VALUE_BYTES,
+};
 
 /// customer.io's limit on an event name, in bytes.
 pub const MAX_EVENT_NAME_BYTES: usize = 100;
@@ -46,6 +52,8 @@ pub mod skip {
     pub const WITHOUT_OPPORTUNITY: &str = "application_without_opportunity";
     /// An event name would exceed customer.io's 100-byte limit.
     pub const EVENT_NAME_TOO_LONG: &str = "event_name_too_long";
+    /// A person (or an application of a person) on the forgotten list (SPEC 8.2).
+    pub const FORGOTTEN: &str = "forgotten";
 }
 
 /// The run's settings that planning needs.
@@ -60,6 +68,10 @@ pub struct PlanOptions {
     /// `true` when `people` is the whole population of the configured LCs, so a person of
     /// the state who is missing from it has left scope.
     pub full_read: bool,
+    /// Attributes never sent (`attributes.exclude`, SPEC 8.3), by position.
+    pub excluded: Excluded,
+    /// What happens to people who leave (`scope.on_leave`, SPEC 8.3).
+    pub on_leave: OnLeave,
 }
 
 /// Everything to send this run.
@@ -78,6 +90,21 @@ pub struct PersonPlan {
     pub identify: Option<Identify>,
     /// By application id, then in rule order within an application.
     pub events: Vec<PlannedEvent>,
+    /// The person's customer.io profile is deleted (or suppressed) and they leave the state
+    /// (SPEC 8.2, 8.3); such a person has nothing else planned.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "removal_action"
+    )]
+    pub removal: Option<Removal>,
+}
+
+/// A removal as a plan shows it: its customer.io action.
+fn removal_action<S: serde::Serializer>(
+    removal: &Option<Removal>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(removal.map_or("", |r| r.action()))
 }
 
 /// Attributes to send, kept as their serialized JSON object: a first sync plans one per
@@ -184,8 +211,12 @@ pub struct PlanStats {
     pub unknown_statuses: BTreeMap<String, u64>,
     /// Strings cut to a customer.io limit (attribute values, opportunity titles).
     pub truncated_values: u64,
-    /// People who got `in_scope = false` (full reads only).
+    /// People who got `in_scope = false` (full reads only), or a removal with
+    /// `on_leave = "delete"`.
     pub people_left_scope: u64,
+    /// People whose profile is to be deleted because they left or GIS no longer has them
+    /// (`on_leave = "delete"`).
+    pub people_to_delete: u64,
     /// People who got `in_scope = true` back.
     pub people_returned: u64,
     /// Applications left for a later run because their person was not in this read.
@@ -193,10 +224,21 @@ pub struct PlanStats {
 }
 
 impl PlanStats {
-    fn skip(&mut self, reason: &str, application_id: ApplicationId) {
+    /// Counts a record skipped for `reason`; `id` is the application's (or person's) id.
+    fn skip(&mut self, reason: &str, id: u64) {
         *self.skipped.entry(reason.to_owned()).or_default() += 1;
-        self.skipped_ids.push((reason.to_owned(), application_id));
+        self.skipped_ids.push((reason.to_owned(), id));
     }
+}
+
+/// What happens to a person of the state who left the configured LCs, or whom GIS no longer
+/// has (SPEC 5.4, 8.3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Departure {
+    /// `on_leave = "mark"`: `in_scope = false`, once.
+    Mark(Identify),
+    /// `on_leave = "delete"`: their profile is deleted and they leave the state.
+    Delete(Removal),
 }
 
 impl Plan {
@@ -274,13 +316,18 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The identify a person read from GIS needs, if any (SPEC 4.1 and the return rule of
-    /// 5.4). Call it once per distinct person.
+    /// The identify a person read from GIS needs, if any (SPEC 4.1, the return rule of 5.4,
+    /// exclusion, 8.3); nothing for a forgotten id (8.2). Call it once per distinct person.
     pub fn person(&mut self, state: &State, person: &Person) -> Option<Identify> {
         self.stats.people_seen += 1;
+        if state.is_forgotten(person.id) {
+            self.stats.skip(skip::FORGOTTEN, person.id);
+            return None;
+        }
         profile::plan_identify(
             state.people.get(&person.id),
             person,
+            &self.options.excluded,
             self.fingerprinter,
             &mut self.stats,
         )
@@ -300,6 +347,10 @@ impl<'a> Planner<'a> {
             self.stats.skip(skip::WITHOUT_PERSON, application.id);
             return Vec::new();
         };
+        if state.is_forgotten(person_id) {
+            self.stats.skip(skip::FORGOTTEN, application.id);
+            return Vec::new();
+        }
         if !person_read(person_id) {
             // Rule 5: not visible yet, or out of scope; a later run picks it up.
             self.stats.applications_deferred += 1;
@@ -315,12 +366,106 @@ impl<'a> Planner<'a> {
         )
     }
 
-    /// The identify for a person of the state whom a full read no longer finds in the
-    /// configured LCs (SPEC 5.4): `in_scope = false`, once.
-    pub fn left_scope(&mut self, state: &State, person_id: PersonId) -> Option<Identify> {
-        let prior = state.people.get(&person_id).filter(|p| p.in_scope)?;
-        self.stats.people_left_scope += 1;
-        Some(profile::left_scope(prior))
+    /// What happens to a person of the state whom a full read no longer finds in the
+    /// configured LCs (SPEC 5.4, 8.3): `in_scope = false`, once; with `on_leave = "delete"`,
+    /// a removal (also for people marked out of scope before the setting changed). Nothing
+    /// for a forgotten id.
+    pub fn left_scope(&mut self, state: &State, person_id: PersonId) -> Option<Departure> {
+        if state.is_forgotten(person_id) {
+            return None;
+        }
+        let prior = state.people.get(&person_id)?;
+        match self.options.on_leave {
+            OnLeave::Mark if prior.in_scope => {
+                self.stats.people_left_scope += 1;
+                Some(Departure::Mark(profile::left_scope(
+                    prior,
+                    &self.options.excluded,
+                    self.fingerprinter,
+                )))
+            }
+            OnLeave::Mark => None,
+            OnLeave::Delete => {
+                self.stats.people_left_scope += 1;
+                Some(Departure::Delete(self.delete(person_id)))
+            }
+        }
+    }
+
+    /// What happens to a person of the state whom GIS no longer has at all (a lookup by id
+    /// answered nothing), seen by any read (SPEC 8.3): with `on_leave = "delete"`, a removal;
+    /// with `"mark"` nothing, as a full read marks them when it notices (5.4).
+    pub fn gone_from_gis(&mut self, state: &State, person_id: PersonId) -> Option<Removal> {
+        if self.options.on_leave != OnLeave::Delete
+            || state.is_forgotten(person_id)
+            || !state.people.contains_key(&person_id)
+        {
+            return None;
+        }
+        Some(self.delete(person_id))
+    }
+
+    fn delete(&mut self, person_id: PersonId) -> Removal {
+        self.stats.people_to_delete += 1;
+        Removal {
+            person_id,
+            suppress: false,
+            forget: false,
+        }
+    }
+
+    /// What happens to people who leave (`scope.on_leave`).
+    pub fn on_leave(&self) -> OnLeave {
+        self.options.on_leave
+    }
+
+    /// Whether a run must look at people it does not read for excluded attributes to clear
+    /// (SPEC 8.3): only when something is excluded.
+    pub fn excludes_any(&self) -> bool {
+        self.options.excluded.contains(&true)
+    }
+
+    /// The identify that clears the excluded attributes customer.io still holds for a person
+    /// of the state whom this run does not read (SPEC 8.3), if any; nothing for a forgotten
+    /// id. People read get the same clears in their own identify, and people who leave in
+    /// their departure: call it only for people with nothing else planned.
+    pub fn clear_excluded(&mut self, state: &State, person_id: PersonId) -> Option<Identify> {
+        if state.is_forgotten(person_id) {
+            return None;
+        }
+        let prior = state.people.get(&person_id)?;
+        profile::clear_excluded(prior, &self.options.excluded, self.fingerprinter)
+    }
+
+    /// People of the state holding a value of an excluded attribute, in id order: who
+    /// [`Planner::clear_excluded`] may have something for.
+    pub fn holding_excluded(&self, state: &State) -> Vec<PersonId> {
+        if !self.excludes_any() {
+            return Vec::new();
+        }
+        state
+            .people
+            .iter()
+            .filter(|(_, prior)| {
+                profile::holds_excluded(prior, &self.options.excluded, self.fingerprinter)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The removals of `ciosync forget` that customer.io has not confirmed yet (a kill cut
+    /// them short, SPEC 8.2): sent again, in id order, until it does.
+    pub fn unfinished_forgets(&self, state: &State) -> Vec<Removal> {
+        state
+            .forgotten
+            .iter()
+            .filter(|(_, entry)| !entry.confirmed)
+            .map(|(&person_id, entry)| Removal {
+                person_id,
+                suppress: entry.suppressed,
+                forget: true,
+            })
+            .collect()
     }
 }
 
@@ -354,6 +499,7 @@ pub fn plan(
             person_id,
             identify: None,
             events: Vec::new(),
+            removal: None,
         })
     }
     for application in applications_by_id.values() {
@@ -374,10 +520,29 @@ pub fn plan(
             if people_by_id.contains_key(&person_id) {
                 continue;
             }
-            if let Some(identify) = planner.left_scope(state, person_id) {
-                entry(&mut plans, person_id).identify = Some(identify);
+            match planner.left_scope(state, person_id) {
+                Some(Departure::Mark(identify)) => {
+                    entry(&mut plans, person_id).identify = Some(identify)
+                }
+                Some(Departure::Delete(removal)) => {
+                    entry(&mut plans, person_id).removal = Some(removal)
+                }
+                None => {}
             }
         }
+    }
+    // People read had their clears planned with their identify, and people who left with
+    // their departure.
+    for person_id in planner.holding_excluded(state) {
+        if people_by_id.contains_key(&person_id) || plans.contains_key(&person_id) {
+            continue;
+        }
+        if let Some(identify) = planner.clear_excluded(state, person_id) {
+            entry(&mut plans, person_id).identify = Some(identify);
+        }
+    }
+    for removal in planner.unfinished_forgets(state) {
+        entry(&mut plans, removal.person_id).removal = Some(removal);
     }
     Plan {
         people: plans.into_values().collect(),

@@ -1,5 +1,10 @@
-//! Profile planning (SPEC 4.1, 5.4): the attribute values of a person, their keyed
+//! Profile planning (SPEC 4.1, 5.4, 8.3): the attribute values of a person, their keyed
 //! fingerprints, and which of them an identify must carry.
+//!
+//! What happens to each attribute is decided in one place, [`decide_attribute`]: `unchanged`,
+//! `send`, `clear` (send `null`) or `excluded` (`attributes.exclude`). Planning an identify
+//! and `explain` (SPEC 8.1, through [`attribute_statuses`]) both ask it, so they cannot
+//! disagree.
 //!
 //! Only fingerprints are compared with the state, never values, so the state file holds no
 //! personal data. The HMAC key lives in `state`; this module only uses it.
@@ -7,6 +12,7 @@
 use std::fmt;
 
 use hmac::{Hmac, Mac};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
@@ -24,10 +30,26 @@ pub const IN_SCOPE_ATTRIBUTE: &str = "in_scope";
 /// Position of `created_at` in [`ATTRIBUTES`]: it is sent only the first time it is known.
 const CREATED_AT: usize = 1;
 
+/// Which attributes of [`ATTRIBUTES`] are excluded (`attributes.exclude`, SPEC 8.3), by
+/// position.
+pub type Excluded = [bool; ATTRIBUTES.len()];
+
+/// The mask of `names` (names of [`ATTRIBUTES`]; others are ignored, the config refused them).
+pub fn excluded_mask(names: &[&str]) -> Excluded {
+    let mut mask = [false; ATTRIBUTES.len()];
+    for (slot, attribute) in mask.iter_mut().zip(ATTRIBUTES) {
+        *slot = names.contains(&attribute);
+    }
+    mask
+}
+
 /// Computes keyed fingerprints of attribute values (HMAC-SHA-256 under the state's key).
 #[derive(Clone)]
 pub struct Fingerprinter {
     key: [u8; 32],
+    /// The fingerprint of `null` for each attribute: a confirmed `null` is not a value
+    /// customer.io holds (so an excluded attribute has nothing to clear).
+    nulls: [Fingerprint; ATTRIBUTES.len()],
 }
 
 impl fmt::Debug for Fingerprinter {
@@ -39,7 +61,20 @@ impl fmt::Debug for Fingerprinter {
 impl Fingerprinter {
     /// A fingerprinter under this 32-byte key.
     pub fn new(key: [u8; 32]) -> Self {
-        Fingerprinter { key }
+        let mut fingerprinter = Fingerprinter {
+            key,
+            nulls: [0; ATTRIBUTES.len()],
+        };
+        for (index, name) in ATTRIBUTES.iter().enumerate() {
+            fingerprinter.nulls[index] = fingerprinter.fingerprint(name, &Value::Null);
+        }
+        fingerprinter
+    }
+
+    /// Whether `confirmed` (the state's fingerprint of attribute `index`) says customer.io
+    /// holds a value for it: something was confirmed, and it was not `null`.
+    pub fn holds_value(&self, index: usize, confirmed: Fingerprint) -> bool {
+        confirmed != 0 && confirmed != self.nulls[index]
     }
 
     /// Keyed fingerprint of one attribute value: the first 32 bits of HMAC-SHA-256 over the
@@ -108,15 +143,105 @@ fn attribute_values(person: &Person) -> [(Value, bool); ATTRIBUTES.len()] {
     ]
 }
 
-/// The identify a person read from GIS needs, if any (SPEC 4.1 and the return rule of 5.4).
+/// What the next identify does with one attribute (SPEC 8.1's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributeStatus {
+    /// customer.io holds this value (or holds nothing and there is nothing to send).
+    Unchanged,
+    /// The next identify sends the value.
+    Send,
+    /// The next identify sends `null`: the value became null, or the attribute is excluded
+    /// and customer.io still holds what was sent before it was.
+    Clear,
+    /// Excluded (`attributes.exclude`), and customer.io holds nothing for it: never sent.
+    Excluded,
+}
+
+/// [`decide_attribute`]'s verdict, with the fingerprint the state holds for the attribute once
+/// an identify carrying it is confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributeDecision {
+    pub status: AttributeStatus,
+    pub after: Fingerprint,
+}
+
+/// The one rule for one attribute of [`ATTRIBUTES`] (SPEC 4.1, 8.3), at position `index`:
+/// `value` is its value in GIS (`None` when the person was not read in this run: only
+/// exclusion can then change anything), `confirmed` the state's fingerprint.
 ///
-/// Sends attributes whose fingerprint differs from the confirmed one; a value that became
-/// null is sent as `null`, but a null never confirmed is not (nothing to clear). A person
-/// new to the state always gets an identify, possibly empty, so the profile exists before
-/// their events. `created_at` is sent only the first time it is known (SPEC 4.1 table).
+/// - Excluded: `clear` once when customer.io holds a value (after it, the state forgets the
+///   attribute: fingerprint 0), else `excluded`. Excluding or including an attribute never
+///   touches the others.
+/// - A null never confirmed is not sent (nothing to clear); `created_at` is sent only the
+///   first time it is known; a value whose fingerprint is the confirmed one is `unchanged`.
+/// - Otherwise `send`, or `clear` for a value that became null.
+pub fn decide_attribute(
+    index: usize,
+    value: Option<&Value>,
+    confirmed: Fingerprint,
+    excluded: bool,
+    fingerprinter: &Fingerprinter,
+) -> AttributeDecision {
+    let verdict = |status, after| AttributeDecision { status, after };
+    if excluded {
+        return if fingerprinter.holds_value(index, confirmed) {
+            verdict(AttributeStatus::Clear, 0)
+        } else {
+            verdict(AttributeStatus::Excluded, confirmed)
+        };
+    }
+    let Some(value) = value else {
+        return verdict(AttributeStatus::Unchanged, confirmed);
+    };
+    if (value.is_null() && confirmed == 0) || (index == CREATED_AT && confirmed != 0) {
+        return verdict(AttributeStatus::Unchanged, confirmed);
+    }
+    let fingerprint = fingerprinter.fingerprint(ATTRIBUTES[index], value);
+    if fingerprint == confirmed {
+        verdict(AttributeStatus::Unchanged, confirmed)
+    } else if value.is_null() {
+        verdict(AttributeStatus::Clear, fingerprint)
+    } else {
+        verdict(AttributeStatus::Send, fingerprint)
+    }
+}
+
+/// Every attribute's status for one person (what `explain` shows, SPEC 8.1): `prior` what the
+/// state holds for them, `person` what GIS says (`None`: not read, or GIS no longer has them).
+pub fn attribute_statuses(
+    prior: Option<&PersonState>,
+    person: Option<&Person>,
+    excluded: &Excluded,
+    fingerprinter: &Fingerprinter,
+) -> Vec<(&'static str, AttributeStatus)> {
+    let base = prior.cloned().unwrap_or_default();
+    let values = person.map(attribute_values);
+    ATTRIBUTES
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let value = values.as_ref().map(|values| &values[index].0);
+            let decision = decide_attribute(
+                index,
+                value,
+                base.attrs[index],
+                excluded[index],
+                fingerprinter,
+            );
+            (*name, decision.status)
+        })
+        .collect()
+}
+
+/// The identify a person read from GIS needs, if any (SPEC 4.1, the return rule of 5.4, and
+/// exclusion, 8.3): the attributes [`decide_attribute`] says to send or clear. A person new
+/// to the state always gets an identify, possibly empty, so the profile exists before their
+/// events.
 pub(crate) fn plan_identify(
     prior: Option<&PersonState>,
     person: &Person,
+    excluded: &Excluded,
     fingerprinter: &Fingerprinter,
     stats: &mut PlanStats,
 ) -> Option<Identify> {
@@ -129,20 +254,24 @@ pub(crate) fn plan_identify(
         .zip(ATTRIBUTES)
         .enumerate()
     {
-        let confirmed = base.attrs[index];
-        if value.is_null() && confirmed == 0 {
-            continue;
+        let decision = decide_attribute(
+            index,
+            Some(&value),
+            base.attrs[index],
+            excluded[index],
+            fingerprinter,
+        );
+        match decision.status {
+            AttributeStatus::Unchanged | AttributeStatus::Excluded => continue,
+            AttributeStatus::Send => {
+                truncated += u64::from(was_cut);
+                attributes.insert(name.to_owned(), value);
+            }
+            AttributeStatus::Clear => {
+                attributes.insert(name.to_owned(), Value::Null);
+            }
         }
-        if index == CREATED_AT && confirmed != 0 {
-            continue;
-        }
-        let fingerprint = fingerprinter.fingerprint(name, &value);
-        if fingerprint == confirmed {
-            continue;
-        }
-        truncated += u64::from(was_cut);
-        after.attrs[index] = fingerprint;
-        attributes.insert(name.to_owned(), value);
+        after.attrs[index] = decision.after;
     }
     if !base.in_scope {
         attributes.insert(IN_SCOPE_ATTRIBUTE.to_owned(), Value::Bool(true));
@@ -160,16 +289,71 @@ pub(crate) fn plan_identify(
     })
 }
 
-/// The identify for a person in the state who is no longer in a full read (SPEC 5.4).
-pub(crate) fn left_scope(prior: &PersonState) -> Identify {
+/// Whether the state says customer.io holds a value of an excluded attribute for this
+/// person: a run must clear it even if it does not read them (SPEC 8.3).
+pub(crate) fn holds_excluded(
+    prior: &PersonState,
+    excluded: &Excluded,
+    fingerprinter: &Fingerprinter,
+) -> bool {
+    prior
+        .attrs
+        .iter()
+        .enumerate()
+        .any(|(index, &confirmed)| excluded[index] && fingerprinter.holds_value(index, confirmed))
+}
+
+/// The identify for a person of the state whom this run does not read but whose excluded
+/// attributes customer.io still holds (SPEC 8.3): `null` for each, once.
+pub(crate) fn clear_excluded(
+    prior: &PersonState,
+    excluded: &Excluded,
+    fingerprinter: &Fingerprinter,
+) -> Option<Identify> {
+    let mut after = prior.clone();
     let mut attributes = Map::new();
+    for (index, name) in ATTRIBUTES.iter().enumerate() {
+        let decision = decide_attribute(
+            index,
+            None,
+            prior.attrs[index],
+            excluded[index],
+            fingerprinter,
+        );
+        if decision.status == AttributeStatus::Clear {
+            attributes.insert((*name).to_owned(), Value::Null);
+            after.attrs[index] = decision.after;
+        }
+    }
+    if attributes.is_empty() {
+        return None;
+    }
+    Some(Identify {
+        attributes: Attributes::from_map(&attributes),
+        after,
+    })
+}
+
+/// The identify for a person in the state who is no longer in a full read (SPEC 5.4):
+/// `in_scope = false`, with the clears of excluded attributes customer.io still holds (8.3),
+/// so one identify settles both.
+pub(crate) fn left_scope(
+    prior: &PersonState,
+    excluded: &Excluded,
+    fingerprinter: &Fingerprinter,
+) -> Identify {
+    let cleared = clear_excluded(prior, excluded, fingerprinter);
+    let (mut attributes, after) = match cleared {
+        Some(identify) => (identify.attributes.to_map(), identify.after),
+        None => (Map::new(), prior.clone()),
+    };
     attributes.insert(IN_SCOPE_ATTRIBUTE.to_owned(), Value::Bool(false));
     Identify {
         attributes: Attributes::from_map(&attributes),
         after: PersonState {
             in_scope: false,
             in_scope_sent: true,
-            ..prior.clone()
+            ..after
         },
     }
 }

@@ -22,6 +22,8 @@ fn options() -> PlanOptions {
         programme_name: ProgrammeName::ShortName,
         late_events: LateEvents::TrueTime,
         full_read: false,
+        excluded: [false; crate::model::ATTRIBUTES.len()],
+        on_leave: OnLeave::Mark,
     }
 }
 
@@ -79,6 +81,8 @@ fn confirm_all(plan: &Plan, state: &mut State) {
             state.confirm_event(event.application_id, &event.after);
         }
     }
+    let removals: Vec<Removal> = plan.people.iter().filter_map(|p| p.removal).collect();
+    state.confirm_removals(&removals);
 }
 
 fn events(plan: &Plan) -> Vec<&PlannedEvent> {
@@ -583,6 +587,126 @@ fn people_leaving_and_returning_get_in_scope_once() {
 }
 
 #[test]
+fn a_forgotten_person_gets_nothing_and_is_counted() {
+    let mut state = State::default();
+    settle(
+        &mut state,
+        &[person(1)],
+        &[app(7, 1, "applied")],
+        &options(),
+    );
+    state.begin_forget(1, false);
+    let renamed = Person {
+        first_name: Some("Bea".to_owned()),
+        ..person(1)
+    };
+    let planned = run(&state, &[renamed], &[app(7, 1, "approved")], &options());
+    let removal = Removal {
+        person_id: 1,
+        suppress: false,
+        forget: true,
+    };
+    assert_eq!(planned.people.len(), 1, "only the unfinished removal");
+    assert_eq!(planned.people[0].removal, Some(removal));
+    assert!(planned.people[0].identify.is_none() && planned.people[0].events.is_empty());
+    assert_eq!(planned.stats.skipped[skip::FORGOTTEN], 2);
+
+    state.confirm_removals(&[removal]);
+    assert!(!state.people.contains_key(&1) && !state.applications.contains_key(&7));
+    let full = PlanOptions {
+        full_read: true,
+        on_leave: OnLeave::Delete,
+        ..options()
+    };
+    let planned = run(&state, &[person(1)], &[app(7, 1, "approved")], &full);
+    assert!(planned.people.is_empty(), "{:?}", planned.people);
+}
+
+#[test]
+fn an_excluded_attribute_is_cleared_once_read_or_not_and_the_rest_is_untouched() {
+    let mut state = State::default();
+    settle(&mut state, &[person(1), person(2)], &[], &options());
+    let excluding = PlanOptions {
+        excluded: excluded_mask(&["first_name"]),
+        ..options()
+    };
+    // Person 1 is read (and changed their name), person 2 is not.
+    let renamed = Person {
+        first_name: Some("Bea".to_owned()),
+        ..person(1)
+    };
+    let planned = settle(&mut state, std::slice::from_ref(&renamed), &[], &excluding);
+    let sent: Vec<(PersonId, Value)> = planned
+        .people
+        .iter()
+        .map(|p| {
+            let identify = p.identify.as_ref().expect("identify");
+            (p.person_id, Value::Object(identify.attributes.to_map()))
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            (1, json!({"first_name": null})),
+            (2, json!({"first_name": null})),
+        ]
+    );
+    assert!(run(&state, std::slice::from_ref(&renamed), &[], &excluding)
+        .people
+        .is_empty());
+    let statuses = attribute_statuses(
+        state.people.get(&1),
+        Some(&renamed),
+        &excluding.excluded,
+        &fingerprinter(),
+    );
+    assert!(statuses.contains(&("first_name", AttributeStatus::Excluded)));
+    assert!(statuses.contains(&("email", AttributeStatus::Unchanged)));
+
+    // Included again: the value comes back, and only it.
+    let planned = run(&state, &[renamed], &[], &options());
+    let identify = planned.people[0].identify.as_ref().expect("identify");
+    assert_eq!(
+        Value::Object(identify.attributes.to_map()),
+        json!({"first_name": "Bea"})
+    );
+}
+
+#[test]
+fn on_leave_delete_removes_leavers_on_a_full_read_and_people_gis_no_longer_has() {
+    let mut state = State::default();
+    let delete = PlanOptions {
+        on_leave: OnLeave::Delete,
+        ..options()
+    };
+    settle(&mut state, &[person(1), person(2), person(3)], &[], &delete);
+    let incremental = run(&state, &[person(1)], &[], &delete);
+    assert!(incremental.people.is_empty(), "only a full read notices");
+    let full = PlanOptions {
+        full_read: true,
+        ..delete.clone()
+    };
+    let planned = run(&state, &[person(1), person(3)], &[], &full);
+    assert_eq!(planned.people.len(), 1);
+    assert_eq!(
+        planned.people[0].removal,
+        Some(Removal {
+            person_id: 2,
+            suppress: false,
+            forget: false,
+        })
+    );
+    assert_eq!(planned.stats.people_to_delete, 1);
+
+    let (fingerprinter, mark) = (fingerprinter(), options());
+    let mut planner = Planner::new(&full, &fingerprinter, now());
+    assert!(planner.gone_from_gis(&state, 3).is_some());
+    assert!(planner.gone_from_gis(&state, 99).is_none(), "unknown id");
+    let mut marking = Planner::new(&mark, &fingerprinter, now());
+    assert!(marking.gone_from_gis(&state, 3).is_none(), "mark: nothing");
+}
+
+#[test]
 fn event_ids_are_stable_distinct_ulids() {
     let id = event_id("site-1", 42, "GVapproved", 1);
     assert_eq!(id, event_id("site-1", 42, "GVapproved", 1));
@@ -901,8 +1025,15 @@ fn scenario() -> impl Strategy<Value = (State, Vec<Person>, Vec<Application>, Pl
         .prop_flat_map(|ids| ids.into_iter().map(application).collect::<Vec<_>>());
     let known_apps = prop::collection::btree_map(1u64..9, application_state(), 0..6);
     let known_people = prop::collection::btree_map(1u64..8, person_state(), 0..6);
-    let options = (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(display, now, full)| {
-        PlanOptions {
+    let forgotten = prop::collection::btree_map(1u64..8, (any::<bool>(), any::<bool>()), 0..3);
+    let options = (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<u16>(),
+        any::<bool>(),
+    )
+        .prop_map(|(display, now, full, excluded_bits, delete)| PlanOptions {
             site_id: "site-p".to_owned(),
             programme_name: if display {
                 ProgrammeName::ShortNameDisplay
@@ -915,13 +1046,40 @@ fn scenario() -> impl Strategy<Value = (State, Vec<Person>, Vec<Application>, Pl
                 LateEvents::TrueTime
             },
             full_read: full,
-        }
-    });
-    (people, apps, known_apps, known_people, options).prop_map(
-        |(people, apps, applications, known_people, options)| {
+            // Random exclusions (never `created_at`'s neighbours in particular: any mask).
+            excluded: std::array::from_fn(|i| excluded_bits & (1 << i) != 0),
+            on_leave: if delete {
+                OnLeave::Delete
+            } else {
+                OnLeave::Mark
+            },
+        });
+    (people, apps, known_apps, known_people, options, forgotten).prop_map(
+        |(people, apps, mut applications, known_people, options, forgotten)| {
+            // GIS never moves an application to another person: the state agrees with the
+            // read on whose it is (a removal takes a person's applications with them).
+            for app in &apps {
+                if let (Some(known), Some(person_id)) =
+                    (applications.get_mut(&app.id), app.person_id)
+                {
+                    known.person_id = person_id;
+                }
+            }
             let state = State {
                 people: known_people.into_iter().collect(),
                 applications: applications.into_iter().collect(),
+                forgotten: forgotten
+                    .into_iter()
+                    .map(|(id, (suppressed, confirmed))| {
+                        (
+                            id,
+                            crate::state::Forgotten {
+                                suppressed,
+                                confirmed,
+                            },
+                        )
+                    })
+                    .collect(),
                 ..State::default()
             };
             (state, people, apps, options)

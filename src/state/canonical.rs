@@ -15,7 +15,9 @@ use std::io::{self, BufRead};
 
 use chrono::{DateTime, Utc};
 
-use super::codec::{decode_application, decode_person, ApplicationRecord, CountList};
+use super::codec::{
+    decode_application, decode_person, forgotten_entry, ApplicationRecord, CountList,
+};
 use super::{State, Table};
 use crate::model::EventKind;
 
@@ -197,6 +199,23 @@ fn state<R: BufRead>(input: &mut Input<R>) -> Step<State> {
             input.literal(b",")?;
         }
     }
+    let mut forgotten = std::collections::BTreeMap::new();
+    if input.eat(b',')? {
+        // Written only when not empty (see `codec`), so an empty map is not canonical.
+        input.literal(b"\"forgotten\":{")?;
+        loop {
+            let id = key(input)?;
+            let entry =
+                forgotten_entry(input.plain_string(&mut text)?).ok_or(Stop::NotCanonical)?;
+            if forgotten.insert(id, entry).is_some() {
+                return Err(Stop::NotCanonical);
+            }
+            if input.eat(b'}')? {
+                break;
+            }
+            input.literal(b",")?;
+        }
+    }
     input.literal(b"}\n")?;
     if input.peek()?.is_some() {
         return Err(Stop::NotCanonical);
@@ -211,6 +230,7 @@ fn state<R: BufRead>(input: &mut Input<R>) -> Step<State> {
         watermark,
         last_full_read,
         run_in_progress,
+        forgotten,
     })
 }
 

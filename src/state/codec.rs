@@ -9,6 +9,12 @@
 //! the 14 fingerprints as big-endian `u32`), an application a short array
 //! `[person_id, rank, [counts with trailing zeros trimmed], last_side]`.
 //!
+//! `"forgotten":{"<id>":"deleted",…}` (SPEC 8.2) is an optional last field of version 1,
+//! written only when the list is not empty: a state without forgotten ids is the same bytes
+//! as before it existed, and a file without the field loads with an empty list. An older
+//! ciosync refuses a file that has it (an unknown field), which is what it must do: it could
+//! not keep the promise that nothing is sent for those ids.
+//!
 //! A file exactly as ciosync writes it is read by [`canonical`], several times faster;
 //! anything else (a hand-edited file, a broken one) by the serde reader here.
 //!
@@ -31,7 +37,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
-use super::{canonical, ApplicationState, Counts, PersonState, State, Table, STATE_VERSION};
+use super::{
+    canonical, ApplicationState, Counts, Forgotten, PersonState, State, Table, STATE_VERSION,
+};
 use crate::model::{ApplicationId, EventKind, PersonId, Step, ATTRIBUTES};
 
 /// Bytes of one person's record before base64: the flags byte and the fingerprints.
@@ -174,8 +182,50 @@ impl Serialize for FileRef<'_> {
         file.serialize_field("pending_people", &state.pending_people)?;
         file.serialize_field("people", &PeopleRef(&state.people))?;
         file.serialize_field("applications", &ApplicationsRef(&state.applications))?;
+        if state.forgotten.is_empty() {
+            file.skip_field("forgotten")?;
+        } else {
+            file.serialize_field("forgotten", &ForgottenRef(&state.forgotten))?;
+        }
         file.end()
     }
+}
+
+struct ForgottenRef<'a>(&'a std::collections::BTreeMap<PersonId, Forgotten>);
+
+impl Serialize for ForgottenRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (id, entry) in self.0 {
+            map.serialize_entry(id, forgotten_name(*entry))?;
+        }
+        map.end()
+    }
+}
+
+/// How a forgotten id is written: whether customer.io confirmed, and how it was erased.
+pub(super) fn forgotten_name(entry: Forgotten) -> &'static str {
+    match (entry.suppressed, entry.confirmed) {
+        (false, false) => "deleting",
+        (false, true) => "deleted",
+        (true, false) => "suppressing",
+        (true, true) => "suppressed",
+    }
+}
+
+/// The entry a name of [`forgotten_name`] stands for.
+pub(super) fn forgotten_entry(name: &str) -> Option<Forgotten> {
+    let (suppressed, confirmed) = match name {
+        "deleting" => (false, false),
+        "deleted" => (false, true),
+        "suppressing" => (true, false),
+        "suppressed" => (true, true),
+        _ => return None,
+    };
+    Some(Forgotten {
+        suppressed,
+        confirmed,
+    })
 }
 
 struct PeopleRef<'a>(&'a Table<PersonState>);
@@ -242,6 +292,7 @@ const FIELDS: &[&str] = &[
     "pending_people",
     "people",
     "applications",
+    "forgotten",
 ];
 
 #[derive(Deserialize)]
@@ -255,6 +306,7 @@ enum Field {
     PendingPeople,
     People,
     Applications,
+    Forgotten,
 }
 
 /// What the streaming pass found: the state, and the first bad record of each kind (its
@@ -290,6 +342,7 @@ impl<'de> Visitor<'de> for FileVisitor {
         let mut pending_people = None;
         let mut people: Option<(Table<PersonState>, _)> = None;
         let mut applications: Option<(Table<ApplicationState>, _)> = None;
+        let mut forgotten: Option<std::collections::BTreeMap<PersonId, ForgottenText>> = None;
         while let Some(field) = map.next_key::<Field>()? {
             match field {
                 Field::Version => {
@@ -329,6 +382,10 @@ impl<'de> Visitor<'de> for FileVisitor {
                     once(applications.is_some(), "applications")?;
                     applications = Some(map.next_value_seed(RecordsSeed(ApplicationKind))?);
                 }
+                Field::Forgotten => {
+                    once(forgotten.is_some(), "forgotten")?;
+                    forgotten = Some(map.next_value()?);
+                }
             }
         }
         if !version {
@@ -349,10 +406,29 @@ impl<'de> Visitor<'de> for FileVisitor {
                 watermark: watermark.flatten(),
                 last_full_read: last_full_read.flatten(),
                 run_in_progress: run_in_progress.flatten(),
+                forgotten: forgotten
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(id, entry)| (id, entry.0))
+                    .collect(),
             },
             bad_person,
             bad_application,
         })
+    }
+}
+
+/// One entry of `forgotten`: a name of [`forgotten_name`] (anything else is refused, naming
+/// the names it may be).
+struct ForgottenText(Forgotten);
+
+impl<'de> Deserialize<'de> for ForgottenText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const NAMES: &[&str] = &["deleting", "deleted", "suppressing", "suppressed"];
+        let name = String::deserialize(deserializer)?;
+        forgotten_entry(&name)
+            .map(ForgottenText)
+            .ok_or_else(|| de::Error::unknown_variant(&name, NAMES))
     }
 }
 

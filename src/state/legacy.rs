@@ -60,6 +60,8 @@ impl OldState {
             watermark: self.watermark,
             last_full_read: self.last_full_read,
             run_in_progress: self.run_in_progress,
+            // Issue 13 (SPEC 8.2) added it after this oracle was frozen.
+            forgotten: Default::default(),
         }
     }
 

@@ -12,7 +12,9 @@
 //!   existing state) is an error that says how to restore, never a silent reset: an empty
 //!   state would re-send every event;
 //! - loading never modifies a file; every file written here is 0600, the data dir 0700;
-//! - the state holds no personal data: ids, keyed fingerprints and counters only.
+//! - the state holds no personal data: ids, keyed fingerprints and counters only;
+//! - a person removed from customer.io (forgotten, SPEC 8.2, or deleted on leaving scope,
+//!   8.3) leaves the state together with their applications, in the same save.
 //!
 //! Memory and file are both compact because a national office has hundreds of thousands of
 //! people and all of GIS a few million (issue 12):
@@ -39,7 +41,7 @@ mod table;
 pub use counts::Counts;
 pub use table::Table;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -93,6 +95,42 @@ pub struct ApplicationState {
     pub last_side: Option<Side>,
 }
 
+/// An id `ciosync forget` was asked to erase (SPEC 8.2). While it is on the state's list, no
+/// run sends anything for it, whatever GIS says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Suppressed in customer.io (which then ignores every later call for the id) rather
+    /// than deleted; `forget --undo` unsuppresses it.
+    pub suppressed: bool,
+    /// customer.io confirmed the delete (or suppress). Until then the person's state is kept
+    /// (a rejection leaves them as they were) and a run, or `forget` again, sends it again:
+    /// recorded before customer.io is called, so a kill never leaves an id half-forgotten.
+    pub confirmed: bool,
+}
+
+/// A person to remove from customer.io as a whole (SPEC 8.2 `forget`, 8.3 `on_leave =
+/// "delete"`); once customer.io confirms, the person and their applications leave the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    pub person_id: PersonId,
+    /// Suppress (customer.io ignores every later call for the id) rather than delete.
+    pub suppress: bool,
+    /// Why: a `forget` (the id stays on the forgotten list, confirmed) or the person left
+    /// scope / GIS no longer has them (no tombstone: if they come back, they are new).
+    pub forget: bool,
+}
+
+impl Removal {
+    /// The customer.io action: `delete` or `suppress` (v1 path and v2 action alike).
+    pub fn action(&self) -> &'static str {
+        if self.suppress {
+            "suppress"
+        } else {
+            "delete"
+        }
+    }
+}
+
 /// The whole state file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
@@ -108,6 +146,8 @@ pub struct State {
     pub last_full_read: Option<DateTime<Utc>>,
     /// Start time of a run that has not completed (set at its first checkpoint).
     pub run_in_progress: Option<DateTime<Utc>>,
+    /// Ids `ciosync forget` erased (or is erasing), SPEC 8.2: nothing is ever sent for them.
+    pub forgotten: BTreeMap<PersonId, Forgotten>,
 }
 
 impl State {
@@ -122,6 +162,71 @@ impl State {
     /// event reaches the state.
     pub fn confirm_event(&mut self, application_id: ApplicationId, after: &ApplicationState) {
         self.applications.insert(application_id, after.clone());
+    }
+
+    /// Records removals customer.io confirmed (SPEC 8.2, 8.3): each person leaves the state
+    /// with their applications and their place on the pending list, in one pass over the
+    /// tables however many there are; a forgotten id stays on the forgotten list, confirmed.
+    /// The one way a confirmed removal reaches the state.
+    pub fn confirm_removals(&mut self, removals: &[Removal]) {
+        if removals.is_empty() {
+            return;
+        }
+        let gone: HashSet<PersonId> = removals.iter().map(|r| r.person_id).collect();
+        self.people.retain(|id, _| !gone.contains(id));
+        self.applications
+            .retain(|_, app| !gone.contains(&app.person_id));
+        self.pending_people.retain(|id| !gone.contains(id));
+        for removal in removals.iter().filter(|r| r.forget) {
+            if let Some(entry) = self.forgotten.get_mut(&removal.person_id) {
+                entry.confirmed = true;
+            }
+        }
+    }
+
+    /// Whether `person_id` is on the forgotten list (confirmed or not): nothing is sent for
+    /// them (SPEC 8.2).
+    pub fn is_forgotten(&self, person_id: PersonId) -> bool {
+        self.forgotten.contains_key(&person_id)
+    }
+
+    /// Puts `person_id` on the forgotten list before customer.io is asked to delete (or
+    /// suppress) them, unconfirmed; returns the entry it replaces, for
+    /// [`State::abandon_forget`]. An id suppressed before stays suppressed.
+    pub fn begin_forget(&mut self, person_id: PersonId, suppress: bool) -> Option<Forgotten> {
+        let previous = self.forgotten.get(&person_id).copied();
+        let suppressed = suppress || previous.is_some_and(|p| p.suppressed);
+        self.forgotten.insert(
+            person_id,
+            Forgotten {
+                suppressed,
+                confirmed: false,
+            },
+        );
+        previous
+    }
+
+    /// Undoes [`State::begin_forget`] after customer.io rejected the removal: the id is as it
+    /// was before (SPEC 8.2: "they stay as they were").
+    pub fn abandon_forget(&mut self, person_id: PersonId, previous: Option<Forgotten>) {
+        match previous {
+            Some(entry) => self.forgotten.insert(person_id, entry),
+            None => self.forgotten.remove(&person_id),
+        };
+    }
+
+    /// Takes `person_id` off the forgotten list (`forget --undo`, after customer.io confirmed
+    /// the unsuppress of a suppressed id); whatever the state still held about them goes too,
+    /// so the next run treats them as new people. Returns whether the id was forgotten.
+    pub fn undo_forget(&mut self, person_id: PersonId) -> bool {
+        if self.forgotten.remove(&person_id).is_none() {
+            return false;
+        }
+        self.people.remove(&person_id);
+        self.applications
+            .retain(|_, app| app.person_id != person_id);
+        self.pending_people.remove(&person_id);
+        true
     }
 
     /// Marks the run that started at `started` as completed (SPEC 5.4): the watermark
@@ -704,6 +809,8 @@ mod tests {
                 fast.is_none() || fast.as_ref() == now.as_ref().ok(),
                 "{name}: the fast path reads only what the general reader reads alike"
             );
+            // The one change since: `forgotten` (SPEC 8.2) is a field the reader knows.
+            let now = now.map_err(|message| message.replace(", `forgotten`", ""));
             if now != before && !same_but_one_column_further(&now, &before) {
                 differ.push(format!("{name}:\n  now:    {now:?}\n  before: {before:?}"));
             }
@@ -734,6 +841,65 @@ mod tests {
             }
             _ => false,
         }
+    }
+
+    /// The forgotten list (SPEC 8.2) is written only when not empty, after the applications,
+    /// and reads back through both readers; a state without one is the bytes it always was.
+    #[test]
+    fn forgotten_round_trips_and_is_absent_when_empty() {
+        let mut state = sample_state();
+        assert!(!String::from_utf8(encode(&state))
+            .expect("utf-8")
+            .contains("forgotten"));
+        for (id, suppressed, confirmed) in [
+            (7, false, false),
+            (8, false, true),
+            (9, true, false),
+            (10, true, true),
+        ] {
+            state.forgotten.insert(
+                id,
+                Forgotten {
+                    suppressed,
+                    confirmed,
+                },
+            );
+        }
+        let bytes = encode(&state);
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        assert!(
+            text.ends_with(
+                ",\"forgotten\":{\"7\":\"deleting\",\"8\":\"deleted\",\"9\":\"suppressing\",\"10\":\"suppressed\"}}\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            canonical::read(&bytes[..]).expect("no I/O"),
+            Some(state.clone())
+        );
+        assert_eq!(decode(&bytes), Ok(state.clone()));
+        let value: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        let pretty = serde_json::to_vec_pretty(&value).expect("json");
+        assert_eq!(decode(&pretty), Ok(state.clone()));
+        let bad = text.replace("\"deleted\"", "\"erased\"");
+        let message = decode(bad.as_bytes()).expect_err("unknown entry");
+        assert!(
+            message.contains("unknown variant `erased`") && message.contains("deleted"),
+            "{message}"
+        );
+        let empty = text.replacen(
+            &text[text.find(",\"forgotten\"").expect("field")..],
+            "}\n",
+            1,
+        );
+        state.forgotten.clear();
+        assert_eq!(empty.as_bytes(), encode(&state));
+        let with_empty = empty.replace("}}\n", "},\"forgotten\":{}}\n");
+        assert_eq!(
+            canonical::read(with_empty.as_bytes()).expect("no I/O"),
+            None
+        );
+        assert_eq!(decode(with_empty.as_bytes()), Ok(state));
     }
 
     /// A valid state ciosync did not write as such (pretty-printed, fields reordered, numbers
@@ -1132,6 +1298,8 @@ mod tests {
                     watermark,
                     last_full_read,
                     run_in_progress,
+                    // Written only when not empty; `forgotten_round_trips` covers it.
+                    forgotten: BTreeMap::new(),
                 },
             )
     }

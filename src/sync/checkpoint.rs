@@ -64,12 +64,17 @@ impl Checkpoint<'_> {
         self.budget
     }
 
+    /// Whether the next [`Checkpoint::after_progress`] saves.
+    pub fn is_due(&self) -> bool {
+        self.last_save.elapsed() >= self.interval
+    }
+
     /// Called after each settled piece of work: saves when a checkpoint is due.
     ///
     /// # Errors
     /// The state cannot be saved (74).
     pub fn after_progress(&mut self, state: &State) -> Result<(), Error> {
-        if self.last_save.elapsed() >= self.interval {
+        if self.is_due() {
             let started = Instant::now();
             state::save(self.data_dir, state)?;
             self.last_save = Instant::now();

@@ -5,13 +5,17 @@
 //!
 //! So a first sync plans and sends as it reads and never holds the whole population; a run
 //! the guard must judge holds only its change.
+//!
+//! Besides what is read, a run plans from the state alone: the clears of excluded attributes
+//! for people it does not read (SPEC 8.3), and the removals `forget` left unconfirmed (8.2),
+//! sent once the guard let the run through (`forget` itself is never refused by it).
 
 use std::collections::{BTreeMap, HashSet};
 
 use crate::error::Error;
 use crate::model::{Application, Person, PersonId};
-use crate::plan::{Identify, PersonPlan, Plan, Planner};
-use crate::state;
+use crate::plan::{Departure, Identify, PersonPlan, Plan, Planner};
+use crate::state::{self, Removal};
 
 use super::send::{Ledger, Sender, Work};
 
@@ -38,6 +42,9 @@ pub struct Flow<'a, 'c> {
     pub planned_people: HashSet<PersonId>,
     /// People the state knew before this run who have events planned (for the guard).
     pub known_with_events: HashSet<PersonId>,
+    /// People the state knows whose profile this run would delete because they left (for
+    /// the guard; `forget`'s removals are not judged).
+    pub known_deleted: HashSet<PersonId>,
     data_dir: &'a std::path::Path,
     started: chrono::DateTime<chrono::Utc>,
     /// The state records this run as in progress (set before the first write goes out).
@@ -63,6 +70,7 @@ impl<'a, 'c> Flow<'a, 'c> {
             held_events: Vec::new(),
             planned_people: HashSet::new(),
             known_with_events: HashSet::new(),
+            known_deleted: HashSet::new(),
             data_dir,
             started,
             marked_in_progress: false,
@@ -81,15 +89,66 @@ impl<'a, 'c> Flow<'a, 'c> {
         }
     }
 
-    /// Plans `in_scope = false` for a known person a full read no longer finds.
+    /// Plans what happens to a known person a full read no longer finds: `in_scope = false`,
+    /// or with `on_leave = "delete"` the removal of their profile (SPEC 5.4, 8.3).
     ///
     /// # Errors
     /// The state cannot be saved (74).
     pub async fn left_scope(&mut self, person_id: PersonId) -> Result<(), Error> {
         match self.planner.left_scope(self.ledger.state, person_id) {
-            Some(identify) => self.identify(person_id, identify).await,
+            Some(Departure::Mark(identify)) => self.identify(person_id, identify).await,
+            Some(Departure::Delete(removal)) => self.delete(removal).await,
             None => Ok(()),
         }
+    }
+
+    /// Plans the removal of a known person whom GIS no longer has, with `on_leave =
+    /// "delete"` (SPEC 8.3).
+    ///
+    /// # Errors
+    /// The state cannot be saved (74).
+    pub async fn gone_from_gis(&mut self, person_id: PersonId) -> Result<(), Error> {
+        match self.planner.gone_from_gis(self.ledger.state, person_id) {
+            Some(removal) => self.delete(removal).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn delete(&mut self, removal: Removal) -> Result<(), Error> {
+        self.known_deleted.insert(removal.person_id);
+        self.route(Work::Remove(removal)).await
+    }
+
+    /// Plans the clears of excluded attributes (SPEC 8.3) for the people of the state this
+    /// run does not read (`people_read`) and has nothing else planned for: the state alone
+    /// says who holds one. Call it once every person and departure is planned, before
+    /// [`Flow::identifies_done`].
+    ///
+    /// # Errors
+    /// The state cannot be saved (74).
+    pub async fn clear_excluded(&mut self, people_read: &HashSet<PersonId>) -> Result<(), Error> {
+        for person_id in self.planner.holding_excluded(self.ledger.state) {
+            if people_read.contains(&person_id) || self.planned_people.contains(&person_id) {
+                continue;
+            }
+            if let Some(identify) = self.planner.clear_excluded(self.ledger.state, person_id) {
+                self.identify(person_id, identify).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the removals `ciosync forget` recorded but customer.io has not confirmed (a kill
+    /// cut it short, SPEC 8.2). Call it once the guard let the run through: a refused run
+    /// sends nothing.
+    ///
+    /// # Errors
+    /// The state cannot be saved (74).
+    pub async fn complete_forgets(&mut self) -> Result<(), Error> {
+        for removal in self.planner.unfinished_forgets(self.ledger.state) {
+            self.route(Work::Remove(removal)).await?;
+        }
+        Ok(())
     }
 
     async fn identify(&mut self, person_id: PersonId, identify: Identify) -> Result<(), Error> {
@@ -174,10 +233,14 @@ impl<'a, 'c> Flow<'a, 'c> {
                 person_id,
                 identify: None,
                 events: Vec::new(),
+                removal: None,
             });
             match work {
                 Work::Identify { identify, .. } => plan.identify = Some(identify),
                 Work::Events { events, .. } => plan.events.extend(events),
+                Work::Remove(removal) => plan.removal = Some(removal),
+                // Only `forget --undo` unsuppresses; a run never plans it.
+                Work::Unsuppress { .. } => {}
             }
         }
         for plan in people.values_mut() {
@@ -213,6 +276,7 @@ impl<'a, 'c> Flow<'a, 'c> {
     /// What stopped the run, else a save that failed (74).
     pub fn close(&mut self, full_read_complete: Option<bool>) -> Result<(), Error> {
         let stop = self.sender.take_stop();
+        self.ledger.apply_removals();
         let state = &mut *self.ledger.state;
         let unfinished = self.ledger.unfinished.iter().copied();
         if stop.is_none() {
@@ -241,7 +305,8 @@ impl<'a, 'c> Flow<'a, 'c> {
         self.planned_people.insert(work.person_id());
         match (&self.gate, &work) {
             (Gate::Open, _) => self.submit(work).await,
-            (_, Work::Identify { .. }) => {
+            // Actions on a person as a whole wait with the identifies: nothing depends on them.
+            (_, Work::Identify { .. } | Work::Remove(_) | Work::Unsuppress { .. }) => {
                 self.held_identifies.push(work);
                 Ok(())
             }

@@ -1,6 +1,7 @@
-//! The large-change refusals (SPEC 2 `[safety]`): a run that would send events to too many
-//! of the people the state knows, or a full read that returns far fewer people than the
-//! state knows in scope, is refused (exit 78) before anything is sent.
+//! The large-change refusals (SPEC 2 `[safety]`, 8.3): a run that would send events to too
+//! many of the people the state knows, a full read that returns far fewer people than the
+//! state knows in scope, or a run that would delete the profiles of too many known people
+//! (`on_leave = "delete"`), is refused (exit 78) before anything is sent.
 //!
 //! Pure: [`Known::of`] and [`ChangeSize`] measure the run, [`refuse_large_change`]
 //! decides. Both refusals apply only when the state knows at least [`MIN_KNOWN_PEOPLE`]
@@ -48,6 +49,9 @@ pub struct ChangeSize {
     pub known: Known,
     /// Known people this run would send events to.
     pub known_with_events: usize,
+    /// Known people whose profile this run would delete (`on_leave = "delete"`; `forget`'s
+    /// removals are never judged).
+    pub known_deleted: usize,
     /// People a full read returned; `None` for an incremental read, which cannot tell.
     pub people_read: Option<usize>,
 }
@@ -72,15 +76,26 @@ pub fn refuse_large_change(size: &ChangeSize, safety: &SafetyConfig) -> Result<(
             safety.max_event_share
         )));
     }
-    let Some(people_read) = size.people_read else {
-        return Ok(());
-    };
-    let in_scope = size.known.in_scope;
-    if in_scope > 0 && (people_read as f64) < safety.min_people_share * in_scope as f64 {
+    // A read that returned few people explains deletes too, so it is named first.
+    if let Some(people_read) = size.people_read {
+        let in_scope = size.known.in_scope;
+        if in_scope > 0 && (people_read as f64) < safety.min_people_share * in_scope as f64 {
+            return Err(Error::LargeChange(format!(
+                "GIS returned {people_read} people but the state knows {in_scope} in scope (below safety.min_people_share = {}). \
+                 A scope, permission or config change? Nothing was sent. If this is expected, run once with --allow-large-change",
+                safety.min_people_share
+            )));
+        }
+    }
+    let share = size.known_deleted as f64 / known as f64;
+    if share > safety.max_delete_share {
         return Err(Error::LargeChange(format!(
-            "GIS returned {people_read} people but the state knows {in_scope} in scope (below safety.min_people_share = {}). \
-             A scope, permission or config change? Nothing was sent. If this is expected, run once with --allow-large-change",
-            safety.min_people_share
+            "this run would delete the customer.io profiles of {} of the {} people the state knows ({:.0}%, above safety.max_delete_share = {}; scope.on_leave = \"delete\"). \
+             Nothing was sent. If this is expected, run once with --allow-large-change",
+            size.known_deleted,
+            known,
+            share * 100.0,
+            safety.max_delete_share
         )));
     }
     Ok(())
@@ -98,7 +113,15 @@ mod tests {
                 resuming: false,
             },
             known_with_events: with_events,
+            known_deleted: 0,
             people_read: read,
+        }
+    }
+
+    fn deleting(known: usize, deleted: usize, read: Option<usize>) -> ChangeSize {
+        ChangeSize {
+            known_deleted: deleted,
+            ..size(known, 0, read)
         }
     }
 
@@ -108,6 +131,7 @@ mod tests {
             time_budget: std::time::Duration::from_secs(240),
             max_event_share: 0.5,
             min_people_share: 0.5,
+            max_delete_share: 0.1,
         };
         let mut resuming = size(100, 100, Some(0));
         resuming.known.resuming = true;
@@ -140,6 +164,27 @@ mod tests {
                 mostly_out_of_scope,
                 None,
             ),
+            (
+                "deletes a tenth: allowed",
+                deleting(100, 10, Some(90)),
+                None,
+            ),
+            (
+                "deletes more than a tenth",
+                deleting(100, 11, Some(89)),
+                Some("safety.max_delete_share"),
+            ),
+            (
+                "deletes by id on an incremental read",
+                deleting(100, 11, None),
+                Some("safety.max_delete_share"),
+            ),
+            (
+                "a read that returned few is named first",
+                deleting(100, 60, Some(40)),
+                Some("safety.min_people_share"),
+            ),
+            ("deletes on a small state", deleting(49, 49, Some(0)), None),
         ];
         for (case, size, refused) in cases {
             match (refuse_large_change(&size, &safety), refused) {

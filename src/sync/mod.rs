@@ -14,17 +14,18 @@
 //! - [`report`]: the run summary, `last_run.json` and monitoring.
 //!
 //! Invariants: nothing is read or written before the lock is held; the state changes only
-//! through [`State::confirm_identify`] and [`State::confirm_event`] after customer.io
-//! confirmed; a dry run writes nothing in the data dir. The run's start time `now` comes from
+//! through [`State::confirm_identify`], [`State::confirm_event`] and
+//! [`State::confirm_removals`] after customer.io confirmed; a dry run writes nothing in the
+//! data dir. The run's start time `now` comes from
 //! the caller (tests fix it); only the end time and the deadlines read the clock.
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 pub mod dry_run;
 mod flow;
 mod guard;
 mod read;
 mod report;
-mod send;
+pub(crate) mod send;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -40,7 +41,7 @@ use crate::data_dir::{self, STATE_FILE};
 use crate::error::Error;
 use crate::http::RetryPolicy;
 use crate::lock;
-use crate::plan::{Fingerprinter, PlanOptions, Planner};
+use crate::plan::{excluded_mask, Fingerprinter, PlanOptions, Planner};
 use crate::state::{self, State};
 use crate::summary::Summary;
 
@@ -121,7 +122,7 @@ async fn run_locked(
 ///
 /// # Errors
 /// The state is unusable (74) or belongs to another setup (78).
-fn open_state(config: &Config) -> Result<(State, bool), Error> {
+pub(crate) fn open_state(config: &Config) -> Result<(State, bool), Error> {
     let setup = setup_fingerprint(config);
     let loaded = state::load(&config.data_dir)?;
     let first_run = loaded.is_none();
@@ -204,6 +205,8 @@ impl Run<'_> {
             programme_name: config.events.programme_name,
             late_events: config.events.late_events,
             full_read: since.is_none(),
+            excluded: excluded_mask(&config.attributes.exclude),
+            on_leave: config.scope.on_leave,
         };
         report::show_progress(&self.progress);
         // How long customer.io took last time paces this run's first requests.
@@ -219,6 +222,7 @@ impl Run<'_> {
                 checkpoint: Checkpoint::new(&config.data_dir, config.safety.time_budget),
                 blocked: HashSet::new(),
                 unfinished: HashSet::new(),
+                removed: Vec::new(),
             },
             Sender::new(&cio, config.customerio.api, self.deadlines, learned_pace),
             gate,
@@ -240,6 +244,7 @@ impl Run<'_> {
                     let size = guard::ChangeSize {
                         known,
                         known_with_events: flow.known_with_events.len(),
+                        known_deleted: flow.known_deleted.len(),
                         people_read: read.full.then_some(read.people),
                     };
                     guard::refuse_large_change(&size, &config.safety)?;
@@ -248,6 +253,9 @@ impl Run<'_> {
                     return Ok(Some(dry_run::view(&flow.held_plan())));
                 }
                 if let Err(e) = flow.open().await {
+                    flow.stop(e);
+                }
+                if let Err(e) = flow.complete_forgets().await {
                     flow.stop(e);
                 }
                 full_read_complete = read.full.then_some(read.complete);

@@ -1,5 +1,8 @@
 //! What a run reads from GIS (SPEC 3, 5.4): an incremental read while the state is fresh,
 //! else a full read; and the full read's by-id re-check of known people it did not see.
+//! Once everyone read is planned, the people who left (or whom GIS no longer has, 8.3) and
+//! the clears of excluded attributes for people not read (8.3) are planned, before any
+//! application.
 //!
 //! [`incremental_since`] is the pure rule that chooses; [`read`] does the reading, handing
 //! each record to the run's [`Flow`] as it arrives.
@@ -10,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use crate::config::OnLeave;
 use crate::error::Error;
 use crate::gis::{GisClient, List, ScanReport};
 use crate::model::{Application, Person, PersonId};
@@ -98,6 +102,10 @@ async fn read_changed(
     for person in &snapshot.people {
         flow.person(person).await?;
     }
+    for &person_id in &snapshot.absent {
+        flow.gone_from_gis(person_id).await?;
+    }
+    flow.clear_excluded(&people_read).await?;
     flow.identifies_done().await?;
     for application in &snapshot.applications {
         flow.application(application, &people_read).await?;
@@ -132,6 +140,7 @@ async fn read_all(gis: &GisClient, flow: &mut Flow<'_, '_>) -> Result<ReadReport
     let mut skipped = BTreeMap::new();
     tally(&mut skipped, List::People, &people);
     recheck_missing(gis, flow, &mut people_read, &mut skipped).await?;
+    flow.clear_excluded(&people_read).await?;
     flow.identifies_done().await?;
 
     let mut applications_read: HashSet<u64> = HashSet::new();
@@ -183,25 +192,30 @@ fn tally(skipped: &mut BTreeMap<String, u64>, list: List, report: &ScanReport) {
 /// A full read can miss a record that moved between pages while it was read (SPEC 3). Before
 /// anyone is declared out of scope, the in-scope people the state knows but the read did not
 /// see are looked up by id: those still in the configured LCs are planned as read, the
-/// others get `in_scope = false`.
+/// others get `in_scope = false`. With `on_leave = "delete"` the people marked out of scope
+/// before are looked up too: the state then keeps nobody who left (SPEC 8.3).
 async fn recheck_missing(
     gis: &GisClient,
     flow: &mut Flow<'_, '_>,
     people_read: &mut HashSet<PersonId>,
     skipped: &mut BTreeMap<String, u64>,
 ) -> Result<(), Error> {
+    let every_leaver = flow.planner.on_leave() == OnLeave::Delete;
     let missing: BTreeSet<PersonId> = flow
         .ledger
         .state
         .people
         .iter()
-        .filter(|(id, person)| person.in_scope && !people_read.contains(id))
+        .filter(|(id, person)| (person.in_scope || every_leaver) && !people_read.contains(id))
         .map(|(id, _)| *id)
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let found = gis.read_people_in_scope_by_id(&missing, skipped).await?;
+    let found = gis
+        .read_people_in_scope_by_id(&missing, skipped)
+        .await?
+        .in_scope;
     tracing::info!(
         missing = missing.len(),
         still_in_scope = found.len(),

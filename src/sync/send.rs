@@ -4,7 +4,8 @@
 //! state and the summary, and the state is saved at checkpoints.
 //!
 //! Invariants:
-//! - a unit is a person's identify, or one application's events in rule order; an
+//! - a unit is a person's identify, one application's events in rule order, or an action on
+//!   a person as a whole (a removal, SPEC 8.2 and 8.3, or an unsuppress); an
 //!   application's events always travel together (one task, or one batch), so its state
 //!   advances only over a confirmed prefix and a rejected event is never skipped over;
 //! - the caller drains every identify before it submits events ([`Sender::drain`]), so a
@@ -24,12 +25,12 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
 use tokio::time::Instant;
 
-use crate::cio::{self, BatchOp, CioClient, CioError, Outcome, Packer};
+use crate::cio::{self, BatchOp, CioClient, CioError, Outcome, Packer, PersonAction};
 use crate::config::CioApi;
 use crate::error::Error;
 use crate::model::{ApplicationId, PersonId};
 use crate::plan::{EventData, Identify, PlannedEvent};
-use crate::state::State;
+use crate::state::{Removal, State};
 use crate::summary::{Rejection, Summary};
 
 use super::checkpoint::{Checkpoint, Deadlines};
@@ -188,20 +189,39 @@ pub enum Work {
         application_id: ApplicationId,
         events: Vec<PlannedEvent>,
     },
+    /// A person's profile deleted (or suppressed): `forget` (SPEC 8.2), or a person who
+    /// left with `on_leave = "delete"` (8.3). Once confirmed they leave the state.
+    Remove(Removal),
+    /// A suppressed id customer.io should stop ignoring (`forget --undo`, SPEC 8.2). Once
+    /// confirmed it leaves the forgotten list.
+    Unsuppress { person_id: PersonId },
 }
 
 impl Work {
     /// The person the unit writes to.
     pub fn person_id(&self) -> PersonId {
         match self {
-            Work::Identify { person_id, .. } | Work::Events { person_id, .. } => *person_id,
+            Work::Identify { person_id, .. }
+            | Work::Events { person_id, .. }
+            | Work::Unsuppress { person_id } => *person_id,
+            Work::Remove(removal) => removal.person_id,
+        }
+    }
+
+    /// The action on the person as a whole, for a removal or an unsuppress.
+    fn person_action(&self) -> Option<PersonAction> {
+        match self {
+            Work::Remove(removal) if removal.suppress => Some(PersonAction::Suppress),
+            Work::Remove(_) => Some(PersonAction::Delete),
+            Work::Unsuppress { .. } => Some(PersonAction::Unsuppress),
+            Work::Identify { .. } | Work::Events { .. } => None,
         }
     }
 
     /// How many writes (identifies and events) it holds.
     pub fn writes(&self) -> usize {
         match self {
-            Work::Identify { .. } => 1,
+            Work::Identify { .. } | Work::Remove(_) | Work::Unsuppress { .. } => 1,
             Work::Events { events, .. } => events.len(),
         }
     }
@@ -219,6 +239,10 @@ impl Work {
                 .iter()
                 .map(|e| BatchOp::event(*person_id, wire(e)))
                 .collect(),
+            Work::Remove(_) | Work::Unsuppress { .. } => {
+                let action = self.person_action().expect("an action on a person");
+                vec![BatchOp::person_action(self.person_id(), action)]
+            }
         }
     }
 }
@@ -245,6 +269,9 @@ pub struct Ledger<'a> {
     pub blocked: HashSet<PersonId>,
     /// People with a write rejected, cut short or held back in this run: still pending.
     pub unfinished: HashSet<PersonId>,
+    /// Removals customer.io confirmed, not yet applied to the state: applied together in one
+    /// pass ([`Ledger::apply_removals`]) before every save, so a mass delete stays linear.
+    pub removed: Vec<Removal>,
 }
 
 impl Ledger<'_> {
@@ -297,8 +324,38 @@ impl Ledger<'_> {
                     }
                 }
             }
+            Work::Remove(removal) => match outcomes.first() {
+                Some(Outcome::Confirmed) => {
+                    self.removed.push(*removal);
+                    if removal.forget {
+                        self.summary.people_forgotten += 1;
+                    } else {
+                        self.summary.people_deleted += 1;
+                    }
+                }
+                Some(Outcome::Rejected(reason)) => {
+                    self.reject(person_id, removal.action(), reason);
+                }
+                None => {}
+            },
+            Work::Unsuppress { .. } => match outcomes.first() {
+                Some(Outcome::Confirmed) => {
+                    self.state.undo_forget(person_id);
+                }
+                Some(Outcome::Rejected(reason)) => self.reject(person_id, "unsuppress", reason),
+                None => {}
+            },
+        }
+        if self.checkpoint.is_due() {
+            self.apply_removals();
         }
         self.checkpoint.after_progress(self.state)
+    }
+
+    /// Applies the removals customer.io confirmed to the state (before any save).
+    pub fn apply_removals(&mut self) {
+        self.state.confirm_removals(&self.removed);
+        self.removed.clear();
     }
 
     /// Records `work` as not sent in this run (its person stays pending).
@@ -445,7 +502,8 @@ impl<'c> Sender<'c> {
         ledger: &mut Ledger<'_>,
     ) -> Result<(), Error> {
         match work {
-            Work::Identify { .. } => {
+            // An action on a person is a hundred bytes; only an identify can be this large.
+            Work::Identify { .. } | Work::Remove(_) | Work::Unsuppress { .. } => {
                 self.dispatch(Cargo::Unit(work), BATCH_CONCURRENCY, ledger)
                     .await
             }
@@ -577,6 +635,15 @@ fn v1_flight<'c>(cio: &'c CioClient, work: Work, pace: Pace<'c>, ticket: Ticket)
             } => {
                 let timing = pace.start(ticket);
                 match cio.identify(*person_id, &identify.attributes).await {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(e) => fatal = Some(e),
+                }
+                pace.record(timing);
+            }
+            Work::Remove(_) | Work::Unsuppress { .. } => {
+                let action = work.person_action().expect("an action on a person");
+                let timing = pace.start(ticket);
+                match cio.person_action(work.person_id(), action).await {
                     Ok(outcome) => outcomes.push(outcome),
                     Err(e) => fatal = Some(e),
                 }

@@ -25,7 +25,7 @@ use crate::fake::faults::{Faults, FiredFault};
 use crate::fake::server::Server;
 use crate::fake::RequestRecord;
 use store::Store;
-pub use store::StoredEvent;
+pub use store::{PersonActionRecord, StoredEvent};
 pub use validate::is_ulid;
 use validate::{
     check_attributes, check_event, Identifier, Invalid, MAX_BATCH_BYTES, MAX_OPERATION_BYTES,
@@ -167,6 +167,28 @@ impl FakeCio {
             .collect()
     }
 
+    /// Suppressed identifiers: `id:<id>` for people identified by id (`email:<address>`,
+    /// `phone:<number>`, `cio_id:<id>` otherwise).
+    pub fn suppressed(&self) -> std::collections::BTreeSet<String> {
+        self.shared.store().suppressed()
+    }
+
+    /// Whether the person with this customer id is suppressed.
+    pub fn is_suppressed(&self, id: &str) -> bool {
+        self.suppressed().contains(&format!("id:{id}"))
+    }
+
+    /// Identifies and events accepted (200) but ignored because their identifier is
+    /// suppressed.
+    pub fn ignored_writes(&self) -> u64 {
+        self.shared.store().ignored_writes()
+    }
+
+    /// Every delete, suppress and unsuppress applied, in order, v1 and v2 alike.
+    pub fn person_actions(&self) -> Vec<PersonActionRecord> {
+        self.shared.store().person_actions()
+    }
+
     /// Events acknowledged but not stored because their `id` was already stored.
     pub fn duplicate_events(&self) -> u64 {
         self.shared.store().duplicates()
@@ -187,6 +209,8 @@ fn router(shared: &Arc<Shared>, faults: &Faults) -> Router {
     let endpoints = Router::new()
         .route("/api/v1/customers/{id}", put(identify_v1).delete(delete_v1))
         .route("/api/v1/customers/{id}/events", post(event_v1))
+        .route("/api/v1/customers/{id}/suppress", post(suppress_v1))
+        .route("/api/v1/customers/{id}/unsuppress", post(unsuppress_v1))
         .route("/api/v1/accounts/region", get(region))
         .route("/api/v2/entity", post(entity))
         .route("/api/v2/batch", post(batch))
@@ -323,7 +347,30 @@ async fn identify_v1(
 async fn delete_v1(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     match Identifier::from_path(&id) {
         Ok(who) => {
-            shared.store().delete(&who);
+            shared.store().delete(&who, "v1");
+            ok()
+        }
+        Err(invalid) => v1_error(StatusCode::BAD_REQUEST, &invalid.message),
+    }
+}
+
+/// `POST /api/v1/customers/{id}/suppress`: deletes the profile and ignores every later call
+/// for the identifier.
+async fn suppress_v1(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match Identifier::from_path(&id) {
+        Ok(who) => {
+            shared.store().suppress(&who, "v1");
+            ok()
+        }
+        Err(invalid) => v1_error(StatusCode::BAD_REQUEST, &invalid.message),
+    }
+}
+
+/// `POST /api/v1/customers/{id}/unsuppress`.
+async fn unsuppress_v1(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match Identifier::from_path(&id) {
+        Ok(who) => {
+            shared.store().unsuppress(&who, "v1");
             ok()
         }
         Err(invalid) => v1_error(StatusCode::BAD_REQUEST, &invalid.message),
@@ -372,6 +419,8 @@ enum Operation {
     Identify(Identifier, Map<String, Value>),
     Event(Identifier, validate::EventInput),
     Delete(Identifier),
+    Suppress(Identifier),
+    Unsuppress(Identifier),
 }
 
 /// Validates one v2 operation.
@@ -411,6 +460,8 @@ fn parse_operation(op: &Value) -> Result<Operation, Invalid> {
             Ok(Operation::Event(who, input))
         }
         Some("delete") => Ok(Operation::Delete(who)),
+        Some("suppress") => Ok(Operation::Suppress(who)),
+        Some("unsuppress") => Ok(Operation::Unsuppress(who)),
         Some(other) => Err(Invalid::new(
             "action",
             format!("action '{other}' is not supported by the fake"),
@@ -423,7 +474,9 @@ fn apply(store: &mut Store, operation: Operation) {
     match operation {
         Operation::Identify(who, attributes) => store.identify(&who, attributes),
         Operation::Event(who, input) => store.track(&who, input, "v2"),
-        Operation::Delete(who) => store.delete(&who),
+        Operation::Delete(who) => store.delete(&who, "v2"),
+        Operation::Suppress(who) => store.suppress(&who, "v2"),
+        Operation::Unsuppress(who) => store.unsuppress(&who, "v2"),
     }
 }
 

@@ -1,7 +1,10 @@
-//! What the fake customer.io workspace holds: profiles, events (de-duplicated by `id`) and
-//! the request log, with the write semantics of the Track API.
+//! What the fake customer.io workspace holds: profiles, events (de-duplicated by `id`),
+//! suppressed identifiers and the request log, with the write semantics of the Track API:
+//! a deleted profile is created again by a later identify (or event); a suppressed
+//! identifier's profile is deleted and every later call for it is accepted and ignored until
+//! it is unsuppressed (research §"What a faithful fake must do", item 8).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -26,6 +29,21 @@ pub struct StoredEvent {
     pub api: &'static str,
 }
 
+/// A delete, suppress or unsuppress the fake applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonActionRecord {
+    /// Position in the fake's global sequence, shared with identifies and events.
+    pub seq: u64,
+    /// The identifier as sent (the customer id for people identified by id).
+    pub identifier: String,
+    /// `"delete"`, `"suppress"` or `"unsuppress"`.
+    pub action: &'static str,
+    /// `"v1"` or `"v2"`.
+    pub api: &'static str,
+    /// Whether a profile existed (delete and suppress).
+    pub existed: bool,
+}
+
 /// One person.
 #[derive(Debug, Clone, Default)]
 struct Profile {
@@ -48,6 +66,12 @@ pub(super) struct Store {
     /// Request log, each entry with a private number so a late status update finds it.
     requests: Vec<(u64, RequestRecord)>,
     requests_seen: u64,
+    /// Suppressed identifiers, as sent (ids as they are, e-mails lower-cased).
+    suppressed: BTreeSet<String>,
+    /// Identifies and events accepted but ignored because their identifier is suppressed.
+    ignored_writes: u64,
+    /// Every delete, suppress and unsuppress, in order.
+    person_actions: Vec<PersonActionRecord>,
 }
 
 impl Store {
@@ -103,8 +127,29 @@ impl Store {
         Some(key)
     }
 
+    /// The blocklist key of `who`: what suppress records and later calls are checked against.
+    fn suppression_key(who: &Identifier) -> String {
+        match who {
+            Identifier::Id(id) => format!("id:{id}"),
+            Identifier::Email(email) => format!("email:{}", email.to_lowercase()),
+            Identifier::Phone(phone) => format!("phone:{phone}"),
+            Identifier::CioId(cio_id) => format!("cio_id:{cio_id}"),
+        }
+    }
+
+    /// Whether calls for `who` are ignored (suppressed); counts the ignored call.
+    fn ignores(&mut self, who: &Identifier) -> bool {
+        let ignored = self.suppressed.contains(&Self::suppression_key(who));
+        self.ignored_writes += u64::from(ignored);
+        ignored
+    }
+
     /// Upserts a person: attributes merge, `null` clears one, `_update: true` never creates.
+    /// A suppressed identifier's identify is accepted and ignored.
     pub(super) fn identify(&mut self, who: &Identifier, mut attributes: Map<String, Value>) {
+        if self.ignores(who) {
+            return;
+        }
         let update_only = attributes.remove("_update") == Some(Value::Bool(true));
         attributes.remove("_timestamp");
         if update_only && self.resolve(who).is_none() {
@@ -129,8 +174,12 @@ impl Store {
         }
     }
 
-    /// Stores an event once per `id`; a repeated id is only counted.
+    /// Stores an event once per `id`; a repeated id is only counted. A suppressed
+    /// identifier's event is accepted and ignored (its id is not remembered).
     pub(super) fn track(&mut self, who: &Identifier, event: EventInput, api: &'static str) {
+        if self.ignores(who) {
+            return;
+        }
         if let Some(id) = &event.id {
             if self.event_ids.contains(id) {
                 self.duplicates += 1;
@@ -155,11 +204,70 @@ impl Store {
         });
     }
 
-    /// Deletes a person (their stored events stay); deleting nobody is fine.
-    pub(super) fn delete(&mut self, who: &Identifier) {
-        if let Some(key) = self.resolve(who) {
-            self.profiles.remove(&key);
+    /// Deletes a person (their stored events stay); deleting nobody is fine. A later
+    /// identify creates the profile again.
+    pub(super) fn delete(&mut self, who: &Identifier, api: &'static str) {
+        let existed = self.remove_profile(who);
+        self.record_action(who, "delete", api, existed);
+    }
+
+    /// Deletes a person and ignores every later call for the identifier until it is
+    /// unsuppressed; suppressing someone unknown blocks the identifier all the same.
+    pub(super) fn suppress(&mut self, who: &Identifier, api: &'static str) {
+        let existed = self.remove_profile(who);
+        self.suppressed.insert(Self::suppression_key(who));
+        self.record_action(who, "suppress", api, existed);
+    }
+
+    /// Lifts a suppression (the profile stays deleted); unsuppressing an identifier that is
+    /// not suppressed is fine.
+    pub(super) fn unsuppress(&mut self, who: &Identifier, api: &'static str) {
+        self.suppressed.remove(&Self::suppression_key(who));
+        self.record_action(who, "unsuppress", api, false);
+    }
+
+    fn remove_profile(&mut self, who: &Identifier) -> bool {
+        match self.resolve(who) {
+            Some(key) => self.profiles.remove(&key).is_some(),
+            None => false,
         }
+    }
+
+    fn record_action(
+        &mut self,
+        who: &Identifier,
+        action: &'static str,
+        api: &'static str,
+        existed: bool,
+    ) {
+        self.seq += 1;
+        let identifier = match who {
+            Identifier::Id(text)
+            | Identifier::Email(text)
+            | Identifier::Phone(text)
+            | Identifier::CioId(text) => text.clone(),
+        };
+        self.person_actions.push(PersonActionRecord {
+            seq: self.seq,
+            identifier,
+            action,
+            api,
+            existed,
+        });
+    }
+
+    /// Suppressed identifiers, as `id:<id>`, `email:<address>`, `phone:<number>` or
+    /// `cio_id:<id>`.
+    pub(super) fn suppressed(&self) -> BTreeSet<String> {
+        self.suppressed.clone()
+    }
+
+    pub(super) fn ignored_writes(&self) -> u64 {
+        self.ignored_writes
+    }
+
+    pub(super) fn person_actions(&self) -> Vec<PersonActionRecord> {
+        self.person_actions.clone()
     }
 
     pub(super) fn profiles(&self) -> BTreeMap<String, Map<String, Value>> {
