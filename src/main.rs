@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let output = match &cli.command {
         Command::Run(args) => with_config(&args.config, args.verbose, |cfg| {
-            commands::run(cfg, args, chrono::Utc::now())
+            commands::run(cfg, args, chrono::Utc::now(), stdout_width())
         }),
         Command::Check(args) => with_config(&args.config, 0, |cfg| commands::check(cfg, args.json)),
         Command::Status(args) => {
@@ -46,6 +46,15 @@ fn main() -> ExitCode {
         }
     };
     finish(output)
+}
+
+/// The width of the terminal stdout is, else (a pipe, a file, cron) 80 columns.
+fn stdout_width() -> usize {
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|&columns| columns > 0)
+        .unwrap_or(ciosync::sync::dry_run::DEFAULT_WIDTH)
 }
 
 fn text_output(bytes: Vec<u8>) -> Output {

@@ -15,6 +15,7 @@ mod check_schema;
 mod commands;
 mod crash;
 mod deploy;
+mod dry_run;
 mod fake_cio;
 mod fake_drift;
 mod fake_faults;

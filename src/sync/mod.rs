@@ -44,7 +44,7 @@ use crate::state::{self, State};
 use crate::summary::Summary;
 
 use checkpoint::{Checkpoint, Deadlines};
-pub use dry_run::{DryRunEvent, DryRunPerson};
+pub use dry_run::{DryRun, DryRunEvent, DryRunPerson};
 use flow::{Flow, Gate};
 pub use report::RunResult;
 use send::{Ledger, Sender};
@@ -164,11 +164,7 @@ struct Run<'a> {
 impl Run<'_> {
     /// read (planning and sending as it reads) → guard → send what was held → save. The
     /// state records every write customer.io confirmed, whatever stops the run.
-    async fn sync(
-        &mut self,
-        state: &mut State,
-        first_run: bool,
-    ) -> Result<Option<Vec<DryRunPerson>>, Error> {
+    async fn sync(&mut self, state: &mut State, first_run: bool) -> Result<Option<DryRun>, Error> {
         let config = self.config;
         // Requests in flight may run until the hard deadline; nothing starts after the soft.
         let cio = CioClient::new(
@@ -240,7 +236,10 @@ impl Run<'_> {
                     guard::refuse_large_change(&size, &config.safety)?;
                 }
                 if self.options.dry_run {
-                    return Ok(Some(dry_run::view(&flow.held_plan())));
+                    let plan = flow.held_plan();
+                    let pending = &flow.ledger.state.pending_people;
+                    let view = DryRun::new(plan, flow.ledger.summary, pending, self.now);
+                    return Ok(Some(view));
                 }
                 if let Err(e) = flow.open().await {
                     flow.stop(e);
