@@ -1,17 +1,153 @@
-//! The command line (SPEC 1): clap definitions only, no I/O.
+//! The command line (SPEC 1): clap definitions, the exit-code table shown by `--help` and
+//! the man page, and the version text. No I/O.
 //!
-//! Doc comments are the `--help` text.
+//! Doc comments are the `--help` text. `-v`/`-vv`/`-q` are global: they work before or
+//! after any subcommand.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::error::code;
+
+/// The features this binary was built with, for `--version` (a macro, so `concat!` can use
+/// it: the version text must be a `&'static str` known at compile time).
+#[cfg(feature = "fake")]
+macro_rules! features {
+    () => {
+        "fake (built-in fakes: demo, tests)"
+    };
+}
+#[cfg(not(feature = "fake"))]
+macro_rules! features {
+    () => {
+        "none (lean production build)"
+    };
+}
+
+/// What `--version` prints after the program name (`-V` prints only the version): the
+/// version, the cargo features and the TLS roots built in, so an operator can tell a lean
+/// build from the default one.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nfeatures: ",
+    features!(),
+    "\nTLS roots: built-in webpki roots, the system store (SSL_CERT_FILE, SSL_CERT_DIR), ",
+    "and `ca_file` when configured"
+);
+
+/// Exit codes (SPEC 1), as `--help` and the man page show them. The numbers come from
+/// [`crate::error::code`], the one place they are defined.
+pub const EXIT_CODES: [(u8, &str); 8] = [
+    (code::OK, "success (also: dry run completed)"),
+    (
+        code::PARTIAL,
+        "run completed, but some records were rejected permanently (listed in the summary); \
+         they are retried next run",
+    ),
+    (code::USAGE, "usage error"),
+    (
+        code::UNAVAILABLE,
+        "GIS or customer.io unavailable after retries; state saved up to the last confirmed write",
+    ),
+    (
+        code::IO,
+        "state file unreadable or corrupt, or data dir not writable",
+    ),
+    (
+        code::TEMPFAIL,
+        "another run holds the lock (nothing done), or the run hit its time budget \
+         (progress saved; the next run resumes)",
+    ),
+    (
+        code::NOPERM,
+        "authentication or permission refused by GIS or customer.io",
+    ),
+    (
+        code::CONFIG,
+        "configuration invalid (the message names the key, the file and the line); also a \
+         customer.io redirect (wrong region), a setup mismatch, and a large-change refusal",
+    ),
+];
+
+/// The exit-code table as `--help` shows it.
+fn exit_codes_help() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for (code, meaning) in EXIT_CODES {
+        text.push_str(&format!("  {code:>2}  {meaning}\n"));
+    }
+    text
+}
 
 /// Keeps a customer.io workspace in step with AIESEC's GIS. Run it from cron.
 #[derive(Debug, Parser)]
-#[command(name = "ciosync", version, about, long_about = None)]
+#[command(
+    name = "ciosync",
+    version,
+    long_version = LONG_VERSION,
+    about,
+    long_about = None,
+    after_help = "See --help for the exit codes.",
+    after_long_help = exit_codes_help()
+)]
 pub struct Cli {
+    #[command(flatten)]
+    pub verbosity: Verbosity,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `-v`, `-vv` and `-q`, for every command. `CIOSYNC_LOG` overrides them; they override
+/// `log.level`.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Verbosity {
+    /// More output on stderr: -v info (and `run` prints its summary), -vv debug.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output on stderr: errors only, no warnings.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+impl Verbosity {
+    /// The log level the flags ask for, or `None` to keep the configured one.
+    pub fn level(self) -> Option<&'static str> {
+        match (self.quiet, self.verbose) {
+            (true, _) => Some("error"),
+            (false, 0) => None,
+            (false, 1) => Some("info"),
+            (false, _) => Some("debug"),
+        }
+    }
+}
+
+/// The man page (roff): clap_mangen's sections, with the exit codes as an EXIT STATUS
+/// section instead of its unformatted EXTRA one.
+pub fn man_page() -> Vec<u8> {
+    use clap_mangen::roff::{bold, roman, Roff};
+
+    let man = clap_mangen::Man::new(Cli::command());
+    let mut page = Vec::new();
+    let mut exit_status = Roff::default();
+    exit_status.control("SH", ["EXIT STATUS"]);
+    for (code, meaning) in EXIT_CODES {
+        exit_status.control("TP", []);
+        exit_status.text([bold(code.to_string())]);
+        exit_status.text([roman(meaning)]);
+    }
+    // Writing into a Vec cannot fail.
+    let rendered = [
+        man.render_title(&mut page),
+        man.render_name_section(&mut page),
+        man.render_synopsis_section(&mut page),
+        man.render_description_section(&mut page),
+        man.render_options_section(&mut page),
+        man.render_subcommands_section(&mut page),
+        exit_status.to_writer(&mut page),
+        man.render_version_section(&mut page),
+    ];
+    debug_assert!(rendered.iter().all(Result::is_ok));
+    page
 }
 
 /// The subcommands.
@@ -77,9 +213,6 @@ pub struct RunArgs {
     /// Lift the large-change refusals (safety.max_event_share, safety.min_people_share) for this run.
     #[arg(long)]
     pub allow_large_change: bool,
-    /// More output on stderr: -v info, -vv debug.
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
 }
 
 /// `ciosync check`.
@@ -226,12 +359,98 @@ mod tests {
             "-vv",
         ])
         .expect("valid command line");
+        assert_eq!(cli.verbosity.level(), Some("debug"));
         let Command::Run(args) = cli.command else {
             panic!("expected run");
         };
         assert_eq!(args.config.config, Some(PathBuf::from("/x.toml")));
         assert!(args.dry_run && args.full && args.json);
-        assert_eq!(args.verbose, 2);
+    }
+
+    #[test]
+    fn verbosity_flags_work_on_every_command_before_or_after_it() {
+        for command in [
+            &["run"][..],
+            &["check"],
+            &["status"],
+            &["demo"],
+            &["man"],
+            &["completions", "bash"],
+        ] {
+            let level = |flags: &[&str], before: bool| {
+                let mut line = vec!["ciosync"];
+                if before {
+                    line.extend_from_slice(flags);
+                    line.extend_from_slice(command);
+                } else {
+                    line.extend_from_slice(command);
+                    line.extend_from_slice(flags);
+                }
+                Cli::try_parse_from(&line)
+                    .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+                    .verbosity
+                    .level()
+            };
+            for before in [true, false] {
+                assert_eq!(level(&[], before), None, "{command:?}");
+                assert_eq!(level(&["-v"], before), Some("info"), "{command:?}");
+                assert_eq!(level(&["-vv"], before), Some("debug"), "{command:?}");
+                assert_eq!(level(&["-q"], before), Some("error"), "{command:?}");
+                assert_eq!(level(&["--quiet"], before), Some("error"), "{command:?}");
+            }
+        }
+        let both = Cli::try_parse_from(["ciosync", "run", "-q", "-v"]).expect_err("conflict");
+        assert_eq!(both.exit_code(), 2);
+    }
+
+    #[test]
+    fn long_help_and_man_page_carry_every_exit_code() {
+        let help = Cli::command().render_long_help().to_string();
+        let man = String::from_utf8(man_page()).expect("roff is UTF-8");
+        assert!(man.contains(".SH \"EXIT STATUS\""), "{man}");
+        assert!(
+            !man.contains("EXTRA"),
+            "the table is not repeated unformatted"
+        );
+        for (code, meaning) in EXIT_CODES {
+            let first_words: String = meaning
+                .split_whitespace()
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                help.lines()
+                    .any(|line| line.trim_start().starts_with(&format!("{code}  "))),
+                "--help lacks exit code {code}:\n{help}"
+            );
+            assert!(
+                man.contains(&format!("\\fB{code}\\fR")),
+                "man page lacks exit code {code}"
+            );
+            assert!(
+                help.contains(&first_words) && man.contains(&first_words),
+                "{first_words}"
+            );
+        }
+        // Short help points at the long one instead of repeating the table.
+        let short = Cli::command().render_help().to_string();
+        assert!(short.contains("See --help for the exit codes."), "{short}");
+    }
+
+    #[test]
+    fn version_names_the_features_and_the_tls_roots() {
+        let version = Cli::command().render_long_version();
+        assert!(version.starts_with(&format!("ciosync {}", env!("CARGO_PKG_VERSION"))));
+        let features = if cfg!(feature = "fake") {
+            "features: fake"
+        } else {
+            "features: none"
+        };
+        assert!(version.contains(features), "{version}");
+        assert!(
+            version.contains("webpki") && version.contains("system store"),
+            "{version}"
+        );
     }
 
     #[test]

@@ -82,9 +82,16 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         })
 }
 
-/// `ciosync run`. `width` is the terminal's width in columns, for a dry run's text
-/// ([`sync::dry_run::DEFAULT_WIDTH`] when stdout is not a terminal).
-pub fn run(config: &Config, args: &RunArgs, now: DateTime<Utc>, width: usize) -> Output {
+/// `ciosync run`; `print_summary` (`-v`) prints the summary as text. `width` is the
+/// terminal's width in columns, for a dry run's text ([`sync::dry_run::DEFAULT_WIDTH`] when
+/// stdout is not a terminal).
+pub fn run(
+    config: &Config,
+    args: &RunArgs,
+    print_summary: bool,
+    now: DateTime<Utc>,
+    width: usize,
+) -> Output {
     let options = RunOptions {
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         dry_run: args.dry_run,
@@ -112,7 +119,7 @@ pub fn run(config: &Config, args: &RunArgs, now: DateTime<Utc>, width: usize) ->
         stdout =
             serde_json::to_string_pretty(&result.summary).expect("a summary always serializes");
         stdout.push('\n');
-    } else if args.verbose > 0 {
+    } else if print_summary {
         stdout = result.summary.to_text();
     }
     Output {

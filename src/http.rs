@@ -1,11 +1,17 @@
 //! Shared HTTP plumbing for both clients: the reqwest client (timeouts, user agent, no
-//! redirects), the pure retry classifier, capped exponential backoff with full jitter,
-//! `Retry-After`, a rate limiter, and the bounded retry loop.
+//! redirects, the TLS roots), the pure retry classifier, capped exponential backoff with
+//! full jitter, `Retry-After`, a rate limiter, and the bounded retry loop.
 //!
 //! Knows nothing about GIS or customer.io payloads; callers interpret the final [`Reply`].
+//!
+//! TLS trust is a property of the process, like the system store it extends: every client
+//! trusts webpki's built-in roots, the system store (reqwest's native roots: what
+//! `update-ca-certificates` installs, or `SSL_CERT_FILE` / `SSL_CERT_DIR`), and the
+//! certificates of `ca_file`, which `main` hands to [`trust_extra_roots`] once, before any
+//! client is built.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,19 +21,34 @@ use tokio::time::Instant;
 /// Sent with every request.
 pub const USER_AGENT: &str = concat!("ciosync/", env!("CARGO_PKG_VERSION"));
 
+/// The `ca_file` certificates every client trusts as well; set once by [`trust_extra_roots`].
+static EXTRA_ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+
+/// Makes every client built from now on trust `certificates` as well as the built-in and
+/// system roots. Called once, by `main`, with the config's `ca_file`; a second call is
+/// ignored (the first configuration wins), so no client ever sees two trust sets.
+pub fn trust_extra_roots(certificates: Vec<reqwest::Certificate>) {
+    let _ = EXTRA_ROOTS.set(certificates);
+}
+
 /// Builds the one client a service uses: every request has a timeout, redirects are never
-/// followed (a customer.io redirect means a wrong region, SPEC 4).
+/// followed (a customer.io redirect means a wrong region, SPEC 4), and TLS trusts the roots
+/// the module documentation lists.
 ///
 /// # Errors
-/// When the TLS backend cannot be initialised.
+/// When the TLS backend cannot be initialised (for example, a system store whose every
+/// certificate is unreadable).
 pub fn client(request_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(request_timeout.min(Duration::from_secs(10)))
         .timeout(request_timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(32)
-        .build()
+        .pool_max_idle_per_host(32);
+    for certificate in EXTRA_ROOTS.get().into_iter().flatten() {
+        builder = builder.add_root_certificate(certificate.clone());
+    }
+    builder.build()
 }
 
 /// What to do about one answer.

@@ -1,49 +1,61 @@
-//! The process edge: parse the command line, load the config, set up logging, run the
-//! command, print its output, exit with its code (SPEC 1). The only place that reads the
-//! process environment, writes stdout, or picks the exit status.
+//! The process edge: parse the command line, load the config, set up logging and TLS
+//! trust, run the command, print its output, exit with its code (SPEC 1). The only place
+//! that reads the process environment, writes stdout, or picks the exit status.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use ciosync::cli::{Cli, Command, ConfigArg};
+use ciosync::cli::{self, Cli, Command, ConfigArg, Verbosity};
 use ciosync::commands::{self, Output};
 use ciosync::config;
 #[cfg(feature = "fake")]
 use ciosync::config::LogFormat;
 use ciosync::error::{self, Error};
+use ciosync::http;
 use ciosync::init::{self, InitError};
-use ciosync::logging;
+use ciosync::logging::{self, FileLogs};
 use ciosync::summary::RunOutcome;
 
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
+/// Colour in the stderr logs: only on a terminal, and never with `NO_COLOR` set to anything
+/// but the empty string (no-color.org). clap's help and the progress bar read `NO_COLOR`
+/// themselves.
+fn color() -> bool {
+    std::io::stderr().is_terminal() && env("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let verbosity = cli.verbosity;
     let output = match &cli.command {
-        Command::Run(args) => with_config(&args.config, args.verbose, |cfg| {
-            commands::run(cfg, args, chrono::Utc::now(), stdout_width())
+        Command::Run(args) => with_config(&args.config, verbosity, |cfg| {
+            commands::run(
+                cfg,
+                args,
+                verbosity.verbose > 0,
+                chrono::Utc::now(),
+                stdout_width(),
+            )
         }),
-        Command::Check(args) => with_config(&args.config, 0, |cfg| commands::check(cfg, args.json)),
-        Command::Status(args) => {
-            with_config(&args.config, 0, |cfg| commands::status(cfg, args.json))
-        }
-        Command::Demo(args) => demo(args),
-        Command::Init(args) => init(args),
+        Command::Check(args) => with_config(&args.config, verbosity, |cfg| {
+            commands::check(cfg, args.json)
+        }),
+        Command::Status(args) => with_config(&args.config, verbosity, |cfg| {
+            commands::status(cfg, args.json)
+        }),
+        Command::Demo(args) => demo(args, verbosity),
+        Command::Init(args) => init(args, verbosity),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "ciosync", &mut script);
             text_output(script)
         }
-        Command::Man => {
-            let mut page = Vec::new();
-            // Rendering into memory cannot fail but for an out-of-memory abort.
-            let _ = clap_mangen::Man::new(Cli::command()).render(&mut page);
-            text_output(page)
-        }
+        Command::Man => text_output(cli::man_page()),
     };
     finish(output)
 }
@@ -62,15 +74,24 @@ fn text_output(bytes: Vec<u8>) -> Output {
 }
 
 #[cfg(feature = "fake")]
-fn demo(args: &ciosync::cli::DemoArgs) -> Output {
-    let filter = logging::directives(env("CIOSYNC_LOG").as_deref(), 0, "warn");
-    let _guard = logging::init(&filter, LogFormat::Text, None);
+fn demo(args: &cli::DemoArgs, verbosity: Verbosity) -> Output {
+    let filter = logging::directives(
+        env("CIOSYNC_LOG").as_deref(),
+        verbosity.level(),
+        config::DEFAULT_LOG_LEVEL,
+    );
+    let _guard = logging::init(&filter, LogFormat::Text, None, color());
     ciosync::demo::main(args, &mut std::io::stdout())
 }
 
+/// The lean build (SPEC 7) has no fakes to run the demo on: say so, and how to get them.
 #[cfg(not(feature = "fake"))]
-fn demo(_args: &ciosync::cli::DemoArgs) -> Output {
-    eprintln!("ciosync: this build has no built-in fakes (built without the `fake` feature)");
+fn demo(_args: &cli::DemoArgs, _verbosity: Verbosity) -> Output {
+    eprintln!(
+        "ciosync: `demo` needs the built-in fakes, and this is a lean build without them \
+         (built with --no-default-features, so without the cargo feature `fake`). \
+         Try the demo with a default build: `cargo run --release -- demo`."
+    );
     Output {
         code: ciosync::error::code::USAGE,
         ..Output::default()
@@ -79,9 +100,9 @@ fn demo(_args: &ciosync::cli::DemoArgs) -> Output {
 
 /// `ciosync init`: asks on the terminal when stdin is one, else takes the flags. A missing
 /// answer is reported like clap's own usage errors (exit 2).
-fn init(args: &ciosync::cli::InitArgs) -> Output {
-    let filter = logging::directives(env("CIOSYNC_LOG").as_deref(), 0, "warn");
-    let _guard = logging::init(&filter, config::LogFormat::Text, None);
+fn init(args: &ciosync::cli::InitArgs, verbosity: Verbosity) -> Output {
+    let filter = logging::directives(env("CIOSYNC_LOG").as_deref(), verbosity.level(), "warn");
+    let _guard = logging::init(&filter, config::LogFormat::Text, None, color());
     let mut terminal = init::StdTerminal::open();
     let terminal = terminal.as_mut().map(|t| t as &mut dyn init::Terminal);
     match init::run(args, &env, terminal) {
@@ -114,11 +135,11 @@ fn init(args: &ciosync::cli::InitArgs) -> Output {
 const INTERRUPTED: u8 = 130;
 
 /// Loads the config (a bad one is exit 78, printed on stderr: logging is not up yet), sets
-/// up logging from it, logs its warnings, runs `command`, and reports its failure through
-/// the logs.
+/// up logging and TLS trust from it, logs its warnings, runs `command`, and reports its
+/// failure through the logs.
 fn with_config(
     arg: &ConfigArg,
-    verbose: u8,
+    verbosity: Verbosity,
     command: impl FnOnce(&config::Config) -> Output,
 ) -> Output {
     let path = commands::config_path(arg.config.as_deref(), &env);
@@ -134,8 +155,20 @@ fn with_config(
         }
     };
     let cfg = loaded.config;
-    let filter = logging::directives(env("CIOSYNC_LOG").as_deref(), verbose, &cfg.log.level);
-    let _guard = logging::init(&filter, cfg.log.format, cfg.log.dir.as_deref());
+    let filter = logging::directives(
+        env("CIOSYNC_LOG").as_deref(),
+        verbosity.level(),
+        &cfg.log.level,
+    );
+    let files = cfg.log.dir.as_deref().map(|dir| FileLogs {
+        dir,
+        keep_days: cfg.log.keep_days,
+        today: chrono::Utc::now().date_naive(),
+    });
+    let _guard = logging::init(&filter, cfg.log.format, files, color());
+    if let Some(ca_file) = &cfg.ca_file {
+        http::trust_extra_roots(ca_file.certificates.clone());
+    }
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }

@@ -7,6 +7,16 @@
 //!
 //! The ping URL carries a secret (anyone holding the uuid can fake "all is well"), so it is
 //! never logged in full: only its host, and reqwest errors are stripped of their URL.
+//!
+//! Two decisions operators rely on (deploy/README.md, "Monitoring"):
+//! - `ciosync_last_success_timestamp_seconds` survives failed runs: each write carries it
+//!   over from the file it replaces, so "time since the last success" (the batch-job
+//!   alert) works from a file that only ever describes the last run.
+//! - The end-of-run ping carries the run summary (or the error) as its body, so the
+//!   monitoring service's alert says why. A time-budget stop (exit 75) is pinged as a
+//!   success (`/0`), with the summary saying it was 75: the run made progress and the next
+//!   one resumes, as systemd's `SuccessExitStatus=75` also says; runs that never complete
+//!   are caught by the last-success alert instead of paging on every stop.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,7 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::data_dir;
-use crate::summary::Summary;
+use crate::summary::{RunOutcome, Summary};
 
 /// How long one ping may take: a monitoring service that hangs must not eat the run's time
 /// budget (the start ping is sent before any work).
@@ -26,11 +36,35 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// The textfile's mode: node_exporter usually runs as another user and must read it.
 const TEXTFILE_MODE: u32 = 0o644;
 
+/// The metric of the last successful run, carried over from file to file.
+const LAST_SUCCESS_METRIC: &str = "ciosync_last_success_timestamp_seconds";
+
+/// The most a ping body holds: what healthchecks.io keeps of one (10 kB); longer summaries
+/// are cut.
+pub const PING_BODY_LIMIT: usize = 10_000;
+
+/// The exit code pinged for a time-budget stop: success (see the module documentation).
+const TIME_BUDGET_PINGED_AS: u8 = 0;
+
 /// Renders the run summary in the Prometheus text exposition format (version 0.0.4), every
 /// metric with its `# HELP` and `# TYPE` lines. All metrics are gauges: they describe the
-/// last run, not a running total.
-pub fn render_textfile(summary: &Summary) -> String {
+/// last run, not a running total, except the last success: the summary's end when it
+/// exited 0, else `previous_success` (what the file being replaced said; left out when
+/// there was none).
+pub fn render_textfile(summary: &Summary, previous_success: Option<f64>) -> String {
     let mut out = Exposition::default();
+    let last_success = match (summary.exit_code, summary.ended_at) {
+        (0, Some(end)) if !summary.dry_run => Some(unix_seconds(end)),
+        _ => previous_success,
+    };
+    if let Some(at) = last_success {
+        out.gauge(
+            LAST_SUCCESS_METRIC,
+            "When the last run that exited 0 ended, in seconds since the Unix epoch \
+             (kept across failed runs).",
+            &[(&[], at)],
+        );
+    }
 
     if let Some(start) = summary.started_at {
         out.gauge(
@@ -173,20 +207,87 @@ pub fn render_textfile(summary: &Summary) -> String {
 }
 
 /// Writes [`render_textfile`] to `path` atomically ([`data_dir::write_atomic`]), mode 0644,
-/// so node_exporter never reads a half-written file. The temp file's name does not end in
-/// `.prom`, so the collector ignores it. The directory must exist.
+/// so node_exporter never reads a half-written file, carrying the last success over from
+/// the file it replaces. The temp file's name does not end in `.prom`, so the collector
+/// ignores it. The directory must exist.
 ///
 /// # Errors
 /// Any I/O error creating, writing or renaming the file; the temp file is removed then.
 pub fn write_textfile(path: &Path, summary: &Summary) -> io::Result<()> {
-    data_dir::write_atomic(path, render_textfile(summary).as_bytes(), TEXTFILE_MODE)
+    let previous_success = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| last_success_in(&text));
+    let text = render_textfile(summary, previous_success);
+    data_dir::write_atomic(path, text.as_bytes(), TEXTFILE_MODE)
+}
+
+/// The last-success value of a textfile ciosync wrote, if it has one.
+fn last_success_in(text: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(LAST_SUCCESS_METRIC)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .filter(|value| value.is_finite())
 }
 
 /// The client for pings: short timeouts so a hung monitoring service costs the run at most
 /// [`PING_TIMEOUT`] per ping, and no redirects followed.
 pub fn ping_client() -> reqwest::Client {
-    crate::http::client(PING_TIMEOUT)
-        .expect("the rustls TLS backend initialises; it needs no system files")
+    crate::http::client(PING_TIMEOUT).unwrap_or_else(|error| {
+        // Only a system store whose every certificate is unreadable gets here; the run's own
+        // clients report it. Pings still go out, trusting the built-in roots.
+        tracing::info!(error = %error, "Monitoring pings trust only the built-in TLS roots.");
+        reqwest::Client::builder()
+            .timeout(PING_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_built_in_native_certs(false)
+            .build()
+            .expect("a client with only the built-in roots needs no system files")
+    })
+}
+
+/// The end-of-run ping: `POST <url>/<exit code>` with the run summary (which names the
+/// error, if any) as its body, cut to [`PING_BODY_LIMIT`] bytes. A time-budget stop
+/// (`code` 75 with the time-budget outcome) is pinged as `/0`; see the module documentation.
+/// Never fails the run, like [`ping`].
+pub async fn ping_finished(
+    client: &reqwest::Client,
+    url: &str,
+    code: u8,
+    summary: &Summary,
+) -> bool {
+    let (suffix, body) = finished_ping(code, summary);
+    send_ping(client, url, &suffix, Some(body)).await
+}
+
+/// The suffix and body of the end-of-run ping.
+fn finished_ping(code: u8, summary: &Summary) -> (String, String) {
+    let time_budget = summary.outcome == RunOutcome::TimeBudget;
+    let mut body = String::new();
+    let pinged = if time_budget {
+        body.push_str(&format!(
+            "exit {code}: the run stopped at its time budget; progress is saved and the next \
+             run resumes (pinged as success, so nobody is paged)\n"
+        ));
+        TIME_BUDGET_PINGED_AS
+    } else {
+        code
+    };
+    body.push_str(&summary.to_text());
+    (
+        pinged.to_string(),
+        cut_at_char_boundary(body, PING_BODY_LIMIT),
+    )
+}
+
+fn cut_at_char_boundary(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// Sends one healthchecks.io-style ping, `GET <url>/<suffix>`: `start` when a run begins,
@@ -196,9 +297,26 @@ pub fn ping_client() -> reqwest::Client {
 /// whether the monitoring service answered with a 2xx status, for callers that care.
 /// Logs name only the URL's host: the rest of it is a secret.
 pub async fn ping(client: &reqwest::Client, url: &str, suffix: &str) -> bool {
+    send_ping(client, url, suffix, None).await
+}
+
+/// `GET <url>/<suffix>`, or `POST` with `body`; see [`ping`].
+async fn send_ping(
+    client: &reqwest::Client,
+    url: &str,
+    suffix: &str,
+    body: Option<String>,
+) -> bool {
     let host = url_host(url);
     let target = format!("{}/{}", url.trim_end_matches('/'), suffix);
-    let response = client.get(&target).timeout(PING_TIMEOUT).send().await;
+    let request = match body {
+        Some(body) => client
+            .post(&target)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(body),
+        None => client.get(&target),
+    };
+    let response = request.timeout(PING_TIMEOUT).send().await;
     match response {
         Ok(response) if response.status().is_success() => {
             tracing::debug!(host = %host, suffix, "Monitoring ping sent.");
@@ -328,7 +446,7 @@ fn format_value(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::{Rejection, RunOutcome};
+    use crate::summary::Rejection;
     use chrono::TimeZone;
     use std::collections::BTreeSet;
     use std::fs;
@@ -477,7 +595,7 @@ mod tests {
     #[test]
     fn every_value_of_the_summary_round_trips_through_the_text() {
         let summary = sample_summary();
-        let samples = parse(&render_textfile(&summary));
+        let samples = parse(&render_textfile(&summary, None));
         let get = |name: &str, labels: &[(&str, &str)]| {
             value_of(&samples, name, labels).unwrap_or_else(|| panic!("missing {name}"))
         };
@@ -526,7 +644,7 @@ mod tests {
     #[test]
     fn label_values_are_escaped_and_parse_back_unchanged() {
         let summary = sample_summary();
-        let text = render_textfile(&summary);
+        let text = render_textfile(&summary, None);
         assert!(
             text.contains(r#"status="weird \"status\"\\\nnext""#),
             "escaped label missing from:\n{text}"
@@ -553,7 +671,7 @@ mod tests {
             exit_code: 0,
             ..Summary::default()
         };
-        let samples = parse(&render_textfile(&summary));
+        let samples = parse(&render_textfile(&summary, None));
         assert_eq!(
             value_of(&samples, "ciosync_last_run_start_timestamp_seconds", &[]),
             None
@@ -573,6 +691,90 @@ mod tests {
     }
 
     #[test]
+    fn the_last_success_is_this_run_when_it_exited_0_else_carried_over() {
+        let mut summary = sample_summary();
+        let end = unix_seconds(summary.ended_at.expect("set"));
+        let success = |summary: &Summary, previous| {
+            value_of(
+                &parse(&render_textfile(summary, previous)),
+                LAST_SUCCESS_METRIC,
+                &[],
+            )
+        };
+        // Exit 1: not a success; the previous one stays, or there is none yet.
+        assert_eq!(success(&summary, Some(1000.0)), Some(1000.0));
+        assert_eq!(success(&summary, None), None);
+        summary.exit_code = 0;
+        assert_eq!(success(&summary, Some(1000.0)), Some(end));
+        summary.dry_run = true;
+        assert_eq!(success(&summary, Some(1000.0)), Some(1000.0));
+    }
+
+    #[test]
+    fn writing_carries_the_last_success_over_failed_runs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ciosync.prom");
+        let mut ok = sample_summary();
+        ok.exit_code = 0;
+        write_textfile(&path, &ok).expect("writes");
+        let succeeded_at = unix_seconds(ok.ended_at.expect("set"));
+        let mut failed = sample_summary();
+        failed.exit_code = 69;
+        failed.ended_at = Some(failed.ended_at.expect("set") + chrono::Duration::hours(1));
+        for _ in 0..3 {
+            write_textfile(&path, &failed).expect("writes");
+            let text = fs::read_to_string(&path).expect("reads");
+            assert_eq!(last_success_in(&text), Some(succeeded_at), "{text}");
+            assert_eq!(
+                value_of(&parse(&text), "ciosync_last_run_exit_code", &[]),
+                Some(69.0)
+            );
+        }
+        // A file that never saw a success has no such metric (the `absent()` alert's case).
+        let fresh = dir.path().join("fresh.prom");
+        write_textfile(&fresh, &failed).expect("writes");
+        assert_eq!(
+            last_success_in(&fs::read_to_string(&fresh).expect("reads")),
+            None
+        );
+    }
+
+    #[test]
+    fn the_final_ping_carries_the_summary_and_a_time_budget_stop_is_a_success() {
+        let mut summary = sample_summary();
+        let (suffix, body) = finished_ping(1, &summary);
+        assert_eq!(suffix, "1");
+        assert_eq!(body, summary.to_text());
+        assert!(body.contains("exit 1"), "{body}");
+
+        summary.outcome = RunOutcome::TimeBudget;
+        summary.exit_code = 75;
+        summary.error = Some("the run reached its time budget of 4m".to_owned());
+        let (suffix, body) = finished_ping(75, &summary);
+        assert_eq!(suffix, "0", "exit 75 must not page");
+        assert!(
+            body.starts_with("exit 75: the run stopped at its time budget"),
+            "{body}"
+        );
+        assert!(body.contains("time budget of 4m"), "{body}");
+
+        // A lock-held 75 is never pinged (the run holding the lock reports); any other
+        // outcome keeps its code.
+        summary.outcome = RunOutcome::Unavailable;
+        summary.exit_code = 69;
+        assert_eq!(finished_ping(69, &summary).0, "69");
+    }
+
+    #[test]
+    fn a_long_ping_body_is_cut_on_a_character_boundary() {
+        let mut summary = sample_summary();
+        summary.error = Some("é".repeat(PING_BODY_LIMIT));
+        let (_, body) = finished_ping(69, &summary);
+        assert!(body.len() <= PING_BODY_LIMIT && body.len() > PING_BODY_LIMIT - 4);
+        assert!(body.ends_with('é'));
+    }
+
+    #[test]
     fn help_text_escapes_backslash_and_newline() {
         assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
         assert_eq!(escape_label_value("a\"b"), "a\\\"b");
@@ -586,7 +788,7 @@ mod tests {
         let summary = sample_summary();
         write_textfile(&path, &summary).expect("writes");
         let written = fs::read_to_string(&path).expect("reads back");
-        assert_eq!(written, render_textfile(&summary));
+        assert_eq!(written, render_textfile(&summary, None));
         let leftovers: Vec<_> = fs::read_dir(dir.path())
             .expect("lists")
             .map(|e| e.expect("entry").file_name())

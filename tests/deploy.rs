@@ -1,16 +1,20 @@
 //! The files in `deploy/` checked as far as this machine allows: the systemd units through
-//! `systemd-analyze`, the Kubernetes manifest through a YAML parser, `install.sh` by running
-//! it (twice) into a temp root, and the cron file and Dockerfile statically (Docker cannot
-//! run here). Tools that are missing turn a check into a printed note, never a failure.
+//! `systemd-analyze`, the Kubernetes manifest through a YAML parser and its init script by
+//! running it for each credential mode, the alert rules through `promtool test rules`,
+//! `install.sh` by running it into a temp root, the cron line's timeout backstop by running
+//! it, and the Dockerfile statically (Docker cannot run here). A missing tool turns a check
+//! into a printed note on a developer's machine, and into a failure when `CI` is set (CI
+//! installs them all: `.ci/run`).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{mode, walk};
+use crate::common::{mode, skip_or_fail, tool_available, walk};
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
@@ -18,13 +22,6 @@ fn deploy_dir() -> PathBuf {
 
 fn read_deploy(name: &str) -> String {
     fs::read_to_string(deploy_dir().join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
-}
-
-fn tool_exists(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|out| out.status.success())
 }
 
 /// `key=value` lines of a unit file, by key (a key given twice keeps both values).
@@ -104,8 +101,7 @@ fn timer_fires_every_five_minutes_and_catches_up_after_downtime() {
     assert_eq!(one(&keys, "Unit"), "ciosync.service");
     assert_eq!(one(&keys, "WantedBy"), "timers.target");
     let calendar = one(&keys, "OnCalendar");
-    if !tool_exists("systemd-analyze") {
-        println!("note: systemd-analyze not found; OnCalendar checked textually only");
+    if !tool_available("systemd-analyze", "the OnCalendar check (textual only)") {
         assert_eq!(calendar, "*:0/5");
         return;
     }
@@ -142,8 +138,7 @@ fn units_for_verify() -> tempfile::TempDir {
 /// `systemd-analyze` with `args`, then the `units` as copied by [`units_for_verify`]; `None`,
 /// with a note that `check` is skipped, where systemd-analyze is not installed.
 fn analyze_units(args: &[&str], units: &[&str], check: &str) -> Option<Output> {
-    if !tool_exists("systemd-analyze") {
-        println!("note: systemd-analyze not found; skipping {check}");
+    if !tool_available("systemd-analyze", check) {
         return None;
     }
     let dir = units_for_verify();
@@ -190,9 +185,12 @@ fn service_sandbox_scores_ok_in_systemd_analyze_security() {
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        println!(
-            "note: this systemd-analyze cannot score unit files offline; skipping:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        skip_or_fail(
+            &format!(
+                "this systemd-analyze cannot score unit files offline ({})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            "the security score",
         );
         return;
     }
@@ -240,7 +238,16 @@ fn cron_file_runs_every_five_minutes_as_ciosync() {
     let job = &jobs[0];
     assert_eq!(job[..5], ["*/5", "*", "*", "*", "*"]);
     assert_eq!(job[5], "ciosync", "/etc/cron.d lines name the user");
-    assert_eq!(job[6..], ["/usr/local/bin/ciosync", "run"]);
+    assert_eq!(
+        job[6..11],
+        [
+            "timeout",
+            "--kill-after=10s",
+            "290s",
+            "/usr/local/bin/ciosync",
+            "run"
+        ]
+    );
     assert_eq!(env.get("SHELL").map(String::as_str), Some("/bin/sh"));
     assert!(
         env.contains_key("MAILTO"),
@@ -307,6 +314,20 @@ fn dockerfile_is_multi_stage_and_runs_as_a_non_root_user() {
     );
     assert_eq!(codename(froms[0]), codename(runtime));
 
+    let build = instructions
+        .iter()
+        .find(|(i, args)| i == "RUN" && args.contains("cargo build"))
+        .map(|(_, args)| args.as_str())
+        .expect("the builder runs cargo build");
+    assert!(
+        build.contains("--release") && build.contains("--locked"),
+        "{build}"
+    );
+    assert!(
+        build.contains("--no-default-features"),
+        "the image ships the lean build (SPEC 7): {build}"
+    );
+
     let after_runtime_from = instructions
         .iter()
         .rposition(|(i, _)| i == "FROM")
@@ -363,13 +384,19 @@ fn yaml_documents(relative: &str) -> Option<Vec<Value>> {
     {
         Ok(out) => out,
         Err(error) => {
-            println!("note: python3 not available ({error}); skipping the {relative} checks");
+            skip_or_fail(
+                &format!("python3 not available ({error})"),
+                &format!("the {relative} checks"),
+            );
             return None;
         }
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() && stderr.contains("No module named 'yaml'") {
-        println!("note: python3 has no yaml module; skipping the {relative} checks");
+        skip_or_fail(
+            "python3 has no yaml module (PyYAML)",
+            &format!("the {relative} checks"),
+        );
         return None;
     }
     assert!(out.status.success(), "{relative} does not parse:\n{stderr}");
@@ -770,4 +797,407 @@ fn install_uses_the_repositorys_config_example() {
         fs::read(s.root.join("etc/ciosync/config.toml")).expect("config"),
         fs::read(&example).expect("example")
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The cron line's timeout backstop, run for real with a stand-in for ciosync
+
+/// The cron file's command (after the schedule and the user), for `sh -c`.
+fn cron_command() -> String {
+    let text = read_deploy("ciosync.cron");
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("*/5"))
+        .expect("the job line");
+    line.split_whitespace()
+        .skip(6)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn cron_backstop_stops_a_hung_run_before_the_next_tick_and_mails_why() {
+    let command = cron_command();
+    // Longer than the time budget (4 min), shorter than the schedule (5 min).
+    let limit = command
+        .split_whitespace()
+        .nth(2)
+        .and_then(|d| humantime::parse_duration(d).ok())
+        .expect("timeout's duration");
+    assert!(
+        limit > Duration::from_secs(240) && limit < Duration::from_secs(300),
+        "{limit:?}"
+    );
+    let with = |stand_in: &str| {
+        command
+            .replace("/usr/local/bin/ciosync run", stand_in)
+            .replace("290s", "1s")
+    };
+    assert_ne!(with("X"), command, "the stand-in replaced the command");
+
+    let started = Instant::now();
+    let hung = Command::new("sh")
+        .args(["-c", &with("sleep 30")])
+        .output()
+        .expect("run the cron line");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "timeout stopped it"
+    );
+    let mail = String::from_utf8_lossy(&hung.stdout);
+    assert!(
+        mail.contains("stopped by timeout"),
+        "cron mails why: {mail:?}"
+    );
+
+    // Any other ending prints nothing (ciosync itself prints what is worth a mail).
+    for stand_in in ["true", "sh -c 'exit 75'", "sh -c 'exit 69'"] {
+        let out = Command::new("sh")
+            .args(["-c", &with(stand_in)])
+            .output()
+            .expect("run the cron line");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{stand_in}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{stand_in}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes: the init container's script, run for each credential mode
+
+/// The init container's script and the ConfigMap's config.toml.
+fn cronjob_script_and_config() -> Option<(String, String)> {
+    let docs = yaml_documents("kubernetes/cronjob.yaml")?;
+    let pod = &of_kind(&docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let command = pod["initContainers"][0]["command"]
+        .as_array()
+        .expect("init command");
+    assert_eq!(
+        command.iter().take(2).map(str_of).collect::<Vec<_>>(),
+        ["/bin/sh", "-ec"],
+        "the script runs under sh -e, so any failing step stops the pod"
+    );
+    let script = str_of(&command[2]).to_owned();
+    let config = str_of(&of_kind(&docs, "ConfigMap")["data"]["config.toml"]).to_owned();
+    Some((script, config))
+}
+
+/// A Secret volume as Kubernetes lays it out: each key a symlink into `..data`, itself a
+/// symlink to a timestamped directory holding the files.
+fn secret_volume(dir: &Path, keys: &[&str]) -> PathBuf {
+    let volume = dir.join("secrets-in");
+    let payload = volume.join("..2026_12_01_00_00_00.000000001");
+    fs::create_dir_all(&payload).expect("payload dir");
+    for key in keys {
+        fs::write(payload.join(key), format!("value-of-{key}\n")).expect("secret file");
+        std::os::unix::fs::symlink(format!("..data/{key}"), volume.join(key)).expect("key link");
+    }
+    std::os::unix::fs::symlink(payload.file_name().expect("name"), volume.join("..data"))
+        .expect("..data link");
+    volume
+}
+
+fn run_init_script(script: &str, secrets_in: &Path, secrets_out: &Path) -> Output {
+    Command::new("sh")
+        .args(["-ec", script])
+        .env("SECRETS_IN", secrets_in)
+        .env("SECRETS_OUT", secrets_out)
+        .output()
+        .expect("run the init script")
+}
+
+/// The ConfigMap's config switched to `mode` ("static" or "oauth", as the comments tell an
+/// operator to do), with the secrets directory moved to `secrets_dir`.
+fn config_for_mode(config: &str, mode: &str, secrets_dir: &Path) -> String {
+    let mut lines = Vec::new();
+    let mut in_oauth = false;
+    for line in config.lines() {
+        if line.trim_start().starts_with("# [gis.oauth]") {
+            in_oauth = true;
+        } else if line.trim().is_empty() {
+            in_oauth = false;
+        }
+        match mode {
+            "oauth" if line.starts_with("access_token_file") => continue,
+            "oauth" if in_oauth => lines.push(line.trim_start_matches("# ").to_owned()),
+            _ => lines.push(line.to_owned()),
+        }
+    }
+    let text = lines.join("\n") + "\n";
+    text.replace("/run/ciosync/secrets", &secrets_dir.display().to_string())
+        .replace(
+            "/var/lib/ciosync",
+            &secrets_dir.join("data").display().to_string(),
+        )
+}
+
+#[test]
+fn init_script_copies_every_credential_mode_owner_only_and_refuses_incomplete_secrets() {
+    let Some((script, config)) = cronjob_script_and_config() else {
+        return;
+    };
+    for (credentials, keys) in [
+        ("static", &["gis-token", "cio-api-key"][..]),
+        ("oauth", &["client-secret", "refresh-token", "cio-api-key"]),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secrets_in = secret_volume(dir.path(), keys);
+        let secrets_out = dir.path().join("secrets");
+        fs::create_dir(&secrets_out).expect("the emptyDir");
+        let out = run_init_script(&script, &secrets_in, &secrets_out);
+        assert!(
+            out.status.success(),
+            "{credentials}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut copied: Vec<String> = fs::read_dir(&secrets_out)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        copied.sort();
+        let mut expected: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        expected.sort();
+        assert_eq!(copied, expected, "{credentials}: only the keys, not ..data");
+        for key in keys {
+            let file = secrets_out.join(key);
+            assert!(!file.is_symlink(), "{credentials}: {key} is a copy");
+            assert_eq!(mode(&file), 0o400, "{credentials}: {key}");
+            assert_eq!(
+                fs::read_to_string(&file).expect("copied"),
+                format!("value-of-{key}\n")
+            );
+        }
+
+        // The ConfigMap's config, in this mode, loads with these files and warns of nothing.
+        let config_path = dir.path().join("config.toml");
+        fs::write(
+            &config_path,
+            config_for_mode(&config, credentials, &secrets_out),
+        )
+        .expect("config");
+        let loaded = ciosync::config::load(&config_path, &|_| None)
+            .unwrap_or_else(|e| panic!("{credentials}: the ConfigMap's config does not load: {e}"));
+        assert!(
+            loaded.warnings.is_empty(),
+            "{credentials}: {:?}",
+            loaded.warnings
+        );
+        let is_oauth = matches!(loaded.config.gis.auth, ciosync::config::GisAuth::OAuth(_));
+        assert_eq!(is_oauth, credentials == "oauth", "{credentials}");
+        assert_eq!(
+            loaded.config.customerio.api_key.expose(),
+            "value-of-cio-api-key"
+        );
+    }
+
+    for (keys, complaint) in [
+        (&["gis-token"][..], "no cio-api-key"),
+        (&["cio-api-key"], "needs gis-token"),
+        (
+            &["cio-api-key", "refresh-token"],
+            "client-secret and refresh-token",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secrets_in = secret_volume(dir.path(), keys);
+        let secrets_out = dir.path().join("secrets");
+        fs::create_dir(&secrets_out).expect("the emptyDir");
+        let out = run_init_script(&script, &secrets_in, &secrets_out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{keys:?} must stop the pod");
+        assert!(stderr.contains(complaint), "{keys:?}: {stderr}");
+        assert_eq!(fs::read_dir(&secrets_out).expect("list").count(), 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes memory, sized from the benchmark
+
+/// MiB in a Kubernetes quantity (`512Mi`, `10Gi`).
+fn mebibytes(quantity: &str) -> f64 {
+    let quantity = quantity.trim();
+    if let Some(gi) = quantity.strip_suffix("Gi") {
+        gi.parse::<f64>().expect("a number") * 1024.0
+    } else if let Some(mi) = quantity.strip_suffix("Mi") {
+        mi.parse::<f64>().expect("a number")
+    } else {
+        panic!("write memory as Mi or Gi: {quantity}")
+    }
+}
+
+fn number(cell: &str) -> f64 {
+    let digits: String = cell
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {cell}"))
+}
+
+/// The rows of the first Markdown table after `heading` in `text`, as cells.
+fn table_after(text: &str, heading: &str) -> Vec<Vec<String>> {
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?}"));
+    text[start..]
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|line| {
+            line.trim_matches('|')
+                .split('|')
+                .map(|cell| cell.trim().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn memory_table_gives_headroom_over_the_benchmark_and_the_manifest_fits_50k_people() {
+    let guide = read_deploy("README.md");
+    // | people in scope | measured peak (MiB) | memory to give |
+    let rows = table_after(&guide, "## Memory");
+    assert!(rows.len() >= 3, "{rows:?}");
+    let mut give_for_50k = None;
+    for row in &rows {
+        let (people, peak, give) = (number(&row[0]), number(&row[1]), mebibytes(&row[2]));
+        assert!(
+            give >= 1.5 * peak,
+            "{} people: {give} MiB is less than 1.5 x the {peak} MiB peak",
+            row[0]
+        );
+        if people == 50_000.0 {
+            give_for_50k = Some(give);
+        }
+        // The README's benchmark must not have measured more than this table assumes.
+        let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README");
+        for bench in table_after(&readme, "## Performance") {
+            let bench_people = number(&bench[0]);
+            if bench[2] == "first sync" && (bench_people - people).abs() / people < 0.05 {
+                assert!(
+                    number(&bench[5]) <= peak,
+                    "README measures {} MiB for {} people; deploy/README.md assumes {peak}",
+                    bench[5],
+                    bench[0]
+                );
+            }
+        }
+    }
+    let give_for_50k = give_for_50k.expect("a 50,000 row");
+
+    let Some(docs) = yaml_documents("kubernetes/cronjob.yaml") else {
+        return;
+    };
+    let pod = &of_kind(&docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let main = pod["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .find(|c| c["name"] == "ciosync")
+        .expect("the ciosync container");
+    let limit = mebibytes(str_of(&main["resources"]["limits"]["memory"]));
+    let request = mebibytes(str_of(&main["resources"]["requests"]["memory"]));
+    assert!(
+        limit >= give_for_50k,
+        "limit {limit} MiB < {give_for_50k} MiB"
+    );
+    assert_eq!(request, limit, "requests equal limits for memory");
+}
+
+// ---------------------------------------------------------------------------------------
+// Prometheus rules, unit-tested by promtool
+
+#[test]
+fn alert_rules_pass_their_promtool_unit_tests() {
+    if !tool_available("promtool", "the alert rules' unit tests") {
+        return;
+    }
+    let dir = deploy_dir().join("prometheus");
+    let check = Command::new("promtool")
+        .args(["check", "rules", "ciosync-alerts.yml"])
+        .current_dir(&dir)
+        .output()
+        .expect("run promtool check rules");
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let test = Command::new("promtool")
+        .args(["test", "rules", "ciosync-alerts.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .expect("run promtool test rules");
+    assert!(
+        test.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let rules = read_deploy("prometheus/ciosync-alerts.yml");
+    assert!(rules.contains("absent(ciosync_last_run_exit_code)"));
+    assert!(rules.contains("time() - ciosync_last_success_timestamp_seconds"));
+}
+
+// ---------------------------------------------------------------------------------------
+// install.sh: man page and completions
+
+#[test]
+fn install_puts_the_man_page_and_completions_where_man_and_shells_look() {
+    let s = staging();
+    let script = deploy_dir().join("install.sh");
+    let args = [
+        "--cron",
+        "--root",
+        s.root.to_str().expect("utf-8 path"),
+        "--binary",
+        env!("CARGO_BIN_EXE_ciosync"),
+        "--config-example",
+        s.example.to_str().expect("utf-8 path"),
+    ];
+    let stdout = assert_ok(&run_install(&script, &args, None));
+    let share = s.root.join("usr/local/share");
+    let man = fs::read_to_string(share.join("man/man1/ciosync.1")).expect("man page");
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH ciosync"),
+        "{man}"
+    );
+    assert!(man.contains(".SH \"EXIT STATUS\""));
+    for (path, marker) in [
+        ("bash-completion/completions/ciosync", "_ciosync()"),
+        ("zsh/site-functions/_ciosync", "#compdef ciosync"),
+        (
+            "fish/vendor_completions.d/ciosync.fish",
+            "complete -c ciosync",
+        ),
+    ] {
+        let file = share.join(path);
+        let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("{path}: {e}\n{stdout}"));
+        assert!(text.contains(marker), "{path}");
+        assert_eq!(mode(&file), 0o644, "{path}");
+    }
+
+    // A binary that cannot run here (another machine's build) still installs, with a note.
+    let t = staging();
+    let args = [
+        "--cron",
+        "--root",
+        t.root.to_str().expect("utf-8 path"),
+        "--binary",
+        t.binary.to_str().expect("utf-8 path"),
+        "--config-example",
+        t.example.to_str().expect("utf-8 path"),
+    ];
+    fs::write(&t.binary, [0x7f, b'E', b'L', b'F', 0, 1, 2]).expect("a foreign binary");
+    let stdout = assert_ok(&run_install(&script, &args, None));
+    assert!(stdout.contains("note: could not run"), "{stdout}");
+    assert!(!t.root.join("usr/local/share/man/man1/ciosync.1").exists());
+    let leftovers: Vec<_> = walk(&t.root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".new."))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }

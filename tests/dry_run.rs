@@ -57,6 +57,7 @@ fn run_at(env: &Env, args: &[&str], now: DateTime<Utc>) -> commands::Output {
     commands::run(
         &config,
         &run_args,
+        false,
         now,
         ciosync::sync::dry_run::DEFAULT_WIDTH,
     )
@@ -278,7 +279,7 @@ fn a_dry_run_after_changes_shows_each_kind_and_its_totals_are_what_the_next_run_
         .gis
         .update_person(refused, json!({"first_name": "Refused"})));
     env.cio.faults().set_plan(FaultPlan::seeded(1).rule(
-        &format!("PUT /api/v1/customers/{refused}"),
+        format!("PUT /api/v1/customers/{refused}"),
         Trigger::Nth(vec![1]),
         Fault::ErrorBefore(400),
     ));

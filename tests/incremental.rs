@@ -146,7 +146,10 @@ fn a_run_writes_the_textfile_and_pings_start_then_its_exit_code() {
     let first = pings.recv().expect("start ping");
     let second = pings.recv().expect("exit ping");
     assert_eq!(first, "GET /ping/abc/start");
-    assert_eq!(second, "GET /ping/abc/0");
+    assert_eq!(
+        second, "POST /ping/abc/0",
+        "the final ping carries the summary"
+    );
     let metrics = std::fs::read_to_string(&textfile).expect("textfile written");
     assert!(
         metrics.contains("ciosync_last_run_exit_code 0"),

@@ -150,7 +150,7 @@ fn the_textfile_on_disk_is_valid_exposition_text() {
     summary.skipped.insert("no \"email\"".into(), 2);
     write_textfile(&path, &summary).expect("writes");
     let text = std::fs::read_to_string(&path).expect("reads");
-    assert_eq!(text, render_textfile(&summary));
+    assert_eq!(text, render_textfile(&summary, None));
 
     let mut typed = std::collections::BTreeSet::new();
     let mut values = std::collections::BTreeMap::new();
@@ -192,7 +192,7 @@ fn the_alert_rules_use_only_metrics_the_textfile_has() {
         ended_at: Some(chrono::DateTime::from_timestamp(1_764_331_260, 0).expect("valid")),
         ..Summary::default()
     };
-    let text = render_textfile(&summary);
+    let text = render_textfile(&summary, None);
     let exprs: Vec<&str> = rules
         .lines()
         .filter_map(|line| line.trim().strip_prefix("expr:"))
@@ -213,4 +213,94 @@ fn the_alert_rules_use_only_metrics_the_textfile_has() {
         }
     }
     assert!(checked >= 3);
+}
+
+/// Whole runs of the built binary against the fakes: what the final ping says, and the
+/// last success surviving failed runs in the textfile.
+#[cfg(feature = "fake")]
+mod runs {
+    use std::time::Duration;
+
+    use ciosync::fake::faults::{Fault, FaultPlan, Trigger};
+
+    use super::UUID;
+    use crate::common::*;
+
+    fn last_success(textfile: &std::path::Path) -> Option<String> {
+        std::fs::read_to_string(textfile)
+            .expect("textfile written")
+            .lines()
+            .find_map(|line| line.strip_prefix("ciosync_last_success_timestamp_seconds "))
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn final_pings_carry_the_summary_and_a_time_budget_stop_pings_success() {
+        let (addr, pings) = recording_server_with_bodies(200, 6);
+        let env = Env::new(120);
+        let textfile = env.dir.path().join("ciosync.prom");
+        let monitoring = format!(
+            "\n[monitoring]\ntextfile = \"{}\"\nping_url = \"http://{addr}/{UUID}\"",
+            textfile.display()
+        );
+        let next_ping = || {
+            pings
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a ping arrives")
+        };
+
+        // 1. The run stops at its time budget: 75, pinged as a success, the body says why.
+        env.write_config(&format!("{monitoring}\n[safety]\ntime_budget = \"2s\""));
+        env.cio.faults().set_plan(FaultPlan::seeded(3).rule(
+            "*",
+            Trigger::Always,
+            Fault::Latency(Duration::from_millis(150)),
+        ));
+        let out = env.run("run", &[]);
+        assert_eq!(code(&out), 75, "stderr: {}", stderr(&out));
+        assert_eq!(next_ping().0, format!("GET /{UUID}/start"));
+        let (line, body) = next_ping();
+        assert_eq!(line, format!("POST /{UUID}/0"), "exit 75 must not page");
+        assert!(
+            body.starts_with("exit 75: the run stopped at its time budget"),
+            "{body}"
+        );
+        assert!(body.contains("outcome: time_budget (exit 75)"), "{body}");
+        assert_eq!(last_success(&textfile), None, "no run has exited 0 yet");
+
+        // 2. The next run completes: exit 0, the summary in the body, a last success.
+        env.cio.faults().clear();
+        env.write_config(&monitoring);
+        let out = env.run("run", &[]);
+        assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+        assert_eq!(next_ping().0, format!("GET /{UUID}/start"));
+        let (line, body) = next_ping();
+        assert_eq!(line, format!("POST /{UUID}/0"));
+        assert!(body.contains("outcome: ok (exit 0)"), "{body}");
+        let succeeded = last_success(&textfile).expect("a success is recorded");
+
+        // 3. A refused key: the ping's code pages, its body names the error; the textfile
+        //    keeps the last success.
+        let wrong_key = env.static_config(&monitoring).replace(
+            &format!("api_key = \"{}\"", env.cio.api_key()),
+            "api_key = \"wrong-key\"",
+        );
+        env.write_config_text(&wrong_key);
+        let out = env.run("run", &[]);
+        assert_eq!(code(&out), 77, "stderr: {}", stderr(&out));
+        assert_eq!(next_ping().0, format!("GET /{UUID}/start"));
+        let (line, body) = next_ping();
+        assert_eq!(line, format!("POST /{UUID}/77"));
+        assert!(
+            body.contains("error:") && body.contains("customer.io"),
+            "{body}"
+        );
+        assert!(!body.contains("wrong-key"), "the key is never sent: {body}");
+        assert_eq!(last_success(&textfile), Some(succeeded));
+        let metrics = std::fs::read_to_string(&textfile).expect("textfile");
+        assert!(
+            metrics.contains("ciosync_last_run_exit_code 77"),
+            "{metrics}"
+        );
+    }
 }

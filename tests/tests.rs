@@ -7,27 +7,51 @@
 //! process-wide state (the umask, environment variables, the current directory, rlimits,
 //! signal handlers, a global tracing subscriber) or take a fixed port or file name: it does
 //! that in a child process instead, as `security::run_with_umask_000` does for the umask.
+//!
+//! The modules that run on the built-in fakes exist only with the `fake` feature (on by
+//! default); the lean build (`--no-default-features`, what deploy/ ships) runs the others
+//! (SPEC 7).
 
 mod common;
 
+#[cfg(feature = "fake")]
 mod bad_input;
+#[cfg(feature = "fake")]
 mod check_schema;
+mod cli;
+#[cfg(feature = "fake")]
 mod commands;
+#[cfg(feature = "fake")]
 mod crash;
 mod deploy;
+#[cfg(feature = "fake")]
+mod drift;
+#[cfg(feature = "fake")]
 mod dry_run;
+#[cfg(feature = "fake")]
 mod fake_cio;
+#[cfg(feature = "fake")]
 mod fake_drift;
+#[cfg(feature = "fake")]
 mod fake_faults;
+#[cfg(feature = "fake")]
 mod fake_gis;
+#[cfg(feature = "fake")]
 mod fault_matrix;
+#[cfg(feature = "fake")]
 mod incremental;
+#[cfg(feature = "fake")]
 mod init;
 mod monitoring;
+#[cfg(feature = "fake")]
 mod oauth;
+#[cfg(feature = "fake")]
 mod run;
+#[cfg(feature = "fake")]
 mod safety;
+#[cfg(feature = "fake")]
 mod security;
+mod tls;
 
 /// With `autotests = false`, a file in `tests/` without its `mod` line above is never
 /// built, so its tests would silently stop running.

@@ -5,8 +5,8 @@
 //! test (`example_file_shows_the_named_defaults`) compares the two, so changing a constant
 //! without the example file, or the other way round, fails the build.
 //!
-//! Keys whose absence means "off" (`customerio.track_url`, `log.dir`, `monitoring.*`) have
-//! no default and so no constant here.
+//! Keys whose absence means "off" (`ca_file`, `customerio.track_url`, `log.dir`,
+//! `monitoring.*`) have no default and so no constant here.
 
 use std::time::Duration;
 
@@ -52,6 +52,10 @@ pub const DEFAULT_LOG_LEVEL: &str = "warn";
 
 /// `log.format`.
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
+
+/// `log.keep_days`: daily log files of the last two weeks are kept (today's included);
+/// older ones are deleted, so `log.dir` does not grow forever.
+pub const DEFAULT_LOG_KEEP_DAYS: u32 = 14;
 
 /// `safety.time_budget`: under a 5-minute cron interval, so runs never pile up (4 min).
 pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_secs(4 * 60);

@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 pub use defaults::*;
 pub use resolve::check_url;
 pub use types::{
-    CioApi, CioConfig, Config, EventsConfig, GisAuth, GisConfig, LateEvents, LogConfig, LogFormat,
-    MonitoringConfig, OAuthConfig, ProgrammeName, Region, SafetyConfig, Secret,
+    CaFile, CioApi, CioConfig, Config, EventsConfig, GisAuth, GisConfig, LateEvents, LogConfig,
+    LogFormat, MonitoringConfig, OAuthConfig, ProgrammeName, Region, SafetyConfig, Secret,
 };
 
 /// Where the configuration lives when neither `--config` nor `CIOSYNC_CONFIG` says otherwise.

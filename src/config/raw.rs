@@ -18,6 +18,7 @@ use toml::Spanned;
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawConfig {
     pub data_dir: Option<Spanned<PathBuf>>,
+    pub ca_file: Option<Spanned<PathBuf>>,
     pub gis: RawGis,
     pub customerio: RawCio,
     pub events: RawEvents,
@@ -81,6 +82,7 @@ pub(super) struct RawLog {
     pub level: Option<Spanned<String>>,
     pub format: Option<Spanned<String>>,
     pub dir: Option<PathBuf>,
+    pub keep_days: Option<Spanned<u32>>,
 }
 
 /// `[monitoring]`.

@@ -98,6 +98,11 @@ impl Resolver<'_> {
         if data_dir.as_os_str().is_empty() {
             return Err(self.file.whole("`data_dir` must not be empty".to_owned()));
         }
+        let ca_file = raw
+            .ca_file
+            .as_ref()
+            .map(|file| self.ca_file(file))
+            .transpose()?;
         let gis = self.gis(raw.gis)?;
         let customerio = self.customerio(raw.customerio)?;
         let events = EventsConfig {
@@ -126,6 +131,11 @@ impl Resolver<'_> {
                 DEFAULT_LOG_FORMAT,
             )?,
             dir: raw.log.dir,
+            keep_days: self.at_least_one(
+                "log.keep_days",
+                raw.log.keep_days,
+                DEFAULT_LOG_KEEP_DAYS,
+            )?,
         };
         let monitoring = MonitoringConfig {
             textfile: raw.monitoring.textfile,
@@ -152,6 +162,7 @@ impl Resolver<'_> {
         Ok(Config {
             path: self.file.path.to_owned(),
             data_dir,
+            ca_file,
             gis,
             customerio,
             events,
@@ -300,6 +311,34 @@ impl Resolver<'_> {
                 DEFAULT_CIO_REQUEST_TIMEOUT,
                 false,
             )?,
+        })
+    }
+
+    /// `ca_file`: a readable PEM file holding at least one certificate.
+    fn ca_file(&self, file: &Spanned<PathBuf>) -> Result<CaFile, ConfigError> {
+        let path = file.get_ref();
+        let bytes = std::fs::read(path).map_err(|err| {
+            self.file.at(
+                file.span(),
+                format!("`ca_file`: cannot read {}: {err}", path.display()),
+            )
+        })?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&bytes)
+            .ok()
+            .filter(|certificates| !certificates.is_empty())
+            .ok_or_else(|| {
+                self.file.at(
+                    file.span(),
+                    format!(
+                        "`ca_file`: {} holds no PEM certificate \
+                         (expected \"-----BEGIN CERTIFICATE-----\" blocks)",
+                        path.display()
+                    ),
+                )
+            })?;
+        Ok(CaFile {
+            path: path.clone(),
+            certificates,
         })
     }
 

@@ -483,6 +483,7 @@ fn example_file_shows_the_named_defaults() {
         ),
         ("log.level", Shown::Text(DEFAULT_LOG_LEVEL)),
         ("log.format", Shown::Text(DEFAULT_LOG_FORMAT.name())),
+        ("log.keep_days", Shown::Count(DEFAULT_LOG_KEEP_DAYS)),
         ("safety.time_budget", Shown::Duration(DEFAULT_TIME_BUDGET)),
         (
             "safety.max_event_share",
@@ -517,4 +518,54 @@ fn example_file_shows_the_named_defaults() {
             "`{key}` has a named default that the example does not show"
         );
     }
+}
+
+#[test]
+fn ca_file_loads_every_certificate_and_a_bad_one_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bundle = dir.path().join("ca.pem");
+    let pem = |name: &str| {
+        rcgen::generate_simple_self_signed(vec![name.to_owned()])
+            .expect("a certificate")
+            .cert
+            .pem()
+    };
+    std::fs::write(&bundle, format!("{}{}", pem("a.test"), pem("b.test"))).expect("write");
+    let with_ca = |path: &Path| format!("ca_file = {:?}\n{MINIMAL}", path.display().to_string());
+    let config = load_text(&with_ca(&bundle)).expect("loads").config;
+    let ca_file = config.ca_file.expect("ca_file set");
+    assert_eq!(ca_file.path, bundle);
+    assert_eq!(ca_file.certificates.len(), 2);
+    assert!(load_text(MINIMAL).expect("loads").config.ca_file.is_none());
+
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello\n").expect("write");
+    let missing = dir.path().join("missing.pem");
+    for (path, fragment) in [
+        (&not_pem, "holds no PEM certificate"),
+        (&missing, "cannot read"),
+    ] {
+        let message = error_text(&with_ca(path));
+        assert!(message.contains("config.toml:1:"), "{message}");
+        assert!(
+            message.contains("`ca_file`") && message.contains(fragment),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn log_keep_days_defaults_to_14_and_must_be_at_least_1() {
+    let config = load_text(MINIMAL).expect("loads").config;
+    assert_eq!(config.log.keep_days, DEFAULT_LOG_KEEP_DAYS);
+    assert_eq!(DEFAULT_LOG_KEEP_DAYS, 14);
+    let kept = load_text(&format!("{MINIMAL}\n[log]\nkeep_days = 3\n")).expect("loads");
+    assert_eq!(kept.config.log.keep_days, 3);
+    let message = error_text(&format!("{MINIMAL}\n[log]\nkeep_days = 0\n"));
+    assert!(
+        message.contains("`log.keep_days` must be at least 1"),
+        "{message}"
+    );
+    let message = error_text(&format!("{MINIMAL}\n[log]\nkeep_days = -1\n"));
+    assert!(message.contains("keep_days"), "{message}");
 }

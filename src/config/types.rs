@@ -39,12 +39,23 @@ pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
     pub data_dir: PathBuf,
+    /// `ca_file`: extra CA certificates every HTTPS connection trusts.
+    pub ca_file: Option<CaFile>,
     pub gis: GisConfig,
     pub customerio: CioConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
     pub monitoring: MonitoringConfig,
     pub safety: SafetyConfig,
+}
+
+/// `ca_file`: a PEM file of CA certificates to trust beside the built-in and system roots
+/// (a TLS-inspecting proxy's CA, or the CA of a private `track_url`).
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    pub path: PathBuf,
+    /// Every certificate of the file, parsed (at least one).
+    pub certificates: Vec<reqwest::Certificate>,
 }
 
 /// `[gis]`.
@@ -216,6 +227,8 @@ pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
     pub dir: Option<PathBuf>,
+    /// Days of daily files kept in `dir`, today's included (at least 1).
+    pub keep_days: u32,
 }
 
 /// `[monitoring]`.

@@ -225,7 +225,7 @@ impl<'a> Monitor<'a> {
             }
         }
         if let Some((client, url)) = &self.ping {
-            monitoring::ping(client, url, &code.to_string()).await;
+            monitoring::ping_finished(client, url, code, &summary).await;
         }
     }
 }

@@ -47,6 +47,8 @@ pub fn stdout(output: &Output) -> String {
 
 /// The JSON a `--json` command printed: a run's summary, a dry run's plan, the status.
 /// Panics with the printed text when it is not JSON.
+// Only the tests on the fakes use it so far.
+#[cfg_attr(not(feature = "fake"), allow(dead_code))]
 pub fn stdout_json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("--json output: {e}: {}", stdout(output)))
