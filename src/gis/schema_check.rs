@@ -41,7 +41,10 @@ pub const SELECTED_FIELDS: &[(&str, &[&str])] = &[
             "remote_realized_at",
         ],
     ),
-    ("CurrentPerson", &["id"]),
+    (
+        "CurrentPerson",
+        &["current_offices", "full_name", "home_lc", "id"],
+    ),
     ("Office", &["id", "name"]),
     ("Opportunity", &["id", "programme", "programmes", "title"]),
     (
