@@ -201,13 +201,22 @@ pub struct ConfigArg {
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Read GIS and print the plan; send nothing to customer.io and write nothing in data_dir.
+    /// Read GIS and print what a run would send (totals, then each person's attributes and
+    /// events); send nothing to customer.io and write nothing in data_dir.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: show the detail of this person only (repeat for several; the totals
+    /// stay those of the whole run).
+    #[arg(long, value_name = "ID", requires = "dry_run")]
+    pub person: Vec<u64>,
+    /// With --dry-run: print only the totals.
+    #[arg(long, requires = "dry_run", conflicts_with = "person")]
+    pub summary: bool,
     /// Ignore incremental watermarks for this run and read everything.
     #[arg(long)]
     pub full: bool,
-    /// Print the run summary (or, with --dry-run, the plan) as JSON on stdout.
+    /// Print the run summary (or, with --dry-run, the plan: people, totals, summary) as JSON
+    /// on stdout.
     #[arg(long)]
     pub json: bool,
     /// Lift the large-change refusals (safety.max_event_share, safety.min_people_share) for this run.
@@ -479,6 +488,40 @@ mod tests {
         assert!(
             version.contains("webpki") && version.contains("system store"),
             "{version}"
+        );
+    }
+
+    #[test]
+    fn dry_run_detail_flags_need_dry_run_and_take_person_ids() {
+        let cli = Cli::try_parse_from([
+            "ciosync",
+            "run",
+            "--dry-run",
+            "--person",
+            "1001",
+            "--person",
+            "1002",
+        ])
+        .expect("valid command line");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(args.person, vec![1001, 1002]);
+        assert!(!args.summary);
+        for bad in [
+            vec!["--person", "1001"],
+            vec!["--summary"],
+            vec!["--dry-run", "--person", "abc"],
+            vec!["--dry-run", "--person", "-3"],
+            vec!["--dry-run", "--summary", "--person", "1"],
+        ] {
+            let mut argv = vec!["ciosync", "run"];
+            argv.extend(&bad);
+            let err = Cli::try_parse_from(&argv).expect_err("refused");
+            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
+        }
+        assert!(
+            Cli::try_parse_from(["ciosync", "run", "--dry-run", "--summary", "--json"]).is_ok()
         );
     }
 

@@ -20,6 +20,7 @@ use crate::http::RetryPolicy;
 use crate::lock;
 use crate::state;
 use crate::summary::Summary;
+use crate::sync::dry_run::{self, Layout, Selection};
 use crate::sync::{self, RunOptions};
 
 /// What a command wants printed, and how the process should exit. `main` prints `stdout`,
@@ -81,8 +82,16 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         })
 }
 
-/// `ciosync run`; `print_summary` (`-v`) prints the summary as text.
-pub fn run(config: &Config, args: &RunArgs, print_summary: bool, now: DateTime<Utc>) -> Output {
+/// `ciosync run`; `print_summary` (`-v`) prints the summary as text. `width` is the
+/// terminal's width in columns, for a dry run's text ([`sync::dry_run::DEFAULT_WIDTH`] when
+/// stdout is not a terminal).
+pub fn run(
+    config: &Config,
+    args: &RunArgs,
+    print_summary: bool,
+    now: DateTime<Utc>,
+    width: usize,
+) -> Output {
     let options = RunOptions {
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         dry_run: args.dry_run,
@@ -96,17 +105,15 @@ pub fn run(config: &Config, args: &RunArgs, print_summary: bool, now: DateTime<U
         Err(e) => return Output::failed(e),
     };
     let mut stdout = String::new();
-    if let Some(plan) = &result.dry_run {
+    if let Some(dry_run) = &result.dry_run {
+        let selection = Selection {
+            people: args.person.iter().copied().collect(),
+            summary_only: args.summary,
+        };
         stdout = if args.json {
-            let mut text = serde_json::to_string_pretty(&DryRunJson {
-                people: plan,
-                summary: &result.summary,
-            })
-            .expect("a plan always serializes");
-            text.push('\n');
-            text
+            dry_run::json(dry_run, &result.summary, &selection)
         } else {
-            sync::dry_run::text(plan)
+            dry_run::text(dry_run, &selection, Layout::dry_run(width))
         };
     } else if args.json {
         stdout =
@@ -120,12 +127,6 @@ pub fn run(config: &Config, args: &RunArgs, print_summary: bool, now: DateTime<U
         code: result.code(),
         failure: result.error,
     }
-}
-
-#[derive(Serialize)]
-struct DryRunJson<'a> {
-    people: &'a [sync::DryRunPerson],
-    summary: &'a Summary,
 }
 
 /// One line of `ciosync check`.

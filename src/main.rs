@@ -34,7 +34,13 @@ fn main() -> ExitCode {
     let verbosity = cli.verbosity;
     let output = match &cli.command {
         Command::Run(args) => with_config(&args.config, verbosity, |cfg| {
-            commands::run(cfg, args, verbosity.verbose > 0, chrono::Utc::now())
+            commands::run(
+                cfg,
+                args,
+                verbosity.verbose > 0,
+                chrono::Utc::now(),
+                stdout_width(),
+            )
         }),
         Command::Check(args) => with_config(&args.config, verbosity, |cfg| {
             commands::check(cfg, args.json)
@@ -55,6 +61,15 @@ fn main() -> ExitCode {
         Command::Man => text_output(cli::man_page()),
     };
     finish(output)
+}
+
+/// The width of the terminal stdout is, else (a pipe, a file, cron) 80 columns.
+fn stdout_width() -> usize {
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|&columns| columns > 0)
+        .unwrap_or(ciosync::sync::dry_run::DEFAULT_WIDTH)
 }
 
 fn text_output(bytes: Vec<u8>) -> Output {

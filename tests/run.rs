@@ -233,7 +233,7 @@ fn dry_run_sends_nothing_and_leaves_the_data_dir_byte_identical() {
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     assert!(stdout(&out).contains("person 1001"), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("GCDPrealized@2024-06-01T00:00:00+00:00"),
+        stdout(&out).contains("GCDPrealized 2024-06-01T00:00:00Z"),
         "{}",
         stdout(&out)
     );

@@ -27,6 +27,8 @@ mod deploy;
 #[cfg(feature = "fake")]
 mod drift;
 #[cfg(feature = "fake")]
+mod dry_run;
+#[cfg(feature = "fake")]
 mod fake_cio;
 #[cfg(feature = "fake")]
 mod fake_drift;

@@ -146,11 +146,27 @@ impl PartialEq for Attributes {
     }
 }
 
+/// Why a person gets an identify: what the dry run's totals count, classified here where
+/// the identify is planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentifyKind {
+    /// New to the state: this identify creates the profile.
+    New,
+    /// Known to the state, in scope: some attribute values changed.
+    Changed,
+    /// A full read no longer finds them in the configured LCs: `in_scope = false` (SPEC 5.4).
+    LeavingScope,
+    /// Back in the configured LCs after leaving: `in_scope = true`, and what changed meanwhile.
+    ComingBack,
+}
+
 /// A profile update.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Identify {
     /// Only the changed attributes; `null` clears one.
     pub attributes: Attributes,
+    pub kind: IdentifyKind,
     /// The person's state once this identify is confirmed.
     #[serde(skip)]
     pub after: PersonState,

@@ -19,7 +19,7 @@ use sha2::Sha256;
 use crate::model::{Person, ATTRIBUTES};
 use crate::state::{Fingerprint, PersonState};
 
-use super::{Attributes, Identify, PlanStats};
+use super::{Attributes, Identify, IdentifyKind, PlanStats};
 
 /// customer.io's limit on one attribute string value, in bytes of UTF-8.
 pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1000;
@@ -246,6 +246,11 @@ pub(crate) fn plan_identify(
     stats: &mut PlanStats,
 ) -> Option<Identify> {
     let base = prior.cloned().unwrap_or_default();
+    let kind = match prior {
+        None => IdentifyKind::New,
+        Some(known) if !known.in_scope => IdentifyKind::ComingBack,
+        Some(_) => IdentifyKind::Changed,
+    };
     let mut after = base.clone();
     let mut attributes = Map::new();
     let mut truncated = 0;
@@ -285,6 +290,7 @@ pub(crate) fn plan_identify(
     stats.truncated_values += truncated;
     Some(Identify {
         attributes: Attributes::from_map(&attributes),
+        kind,
         after,
     })
 }
@@ -350,6 +356,7 @@ pub(crate) fn left_scope(
     attributes.insert(IN_SCOPE_ATTRIBUTE.to_owned(), Value::Bool(false));
     Identify {
         attributes: Attributes::from_map(&attributes),
+        kind: IdentifyKind::LeavingScope,
         after: PersonState {
             in_scope: false,
             in_scope_sent: true,

@@ -499,6 +499,42 @@ fn a_new_person_without_any_attribute_still_gets_an_empty_identify() {
     assert_eq!(identify.after, PersonState::default());
 }
 
+/// The dry run counts identifies by kind; the planner classifies each as it plans it.
+#[test]
+fn identifies_are_classified_new_changed_leaving_and_coming_back() {
+    let kinds = |plan: &Plan| -> Vec<(PersonId, IdentifyKind)> {
+        plan.people
+            .iter()
+            .filter_map(|p| Some((p.person_id, p.identify.as_ref()?.kind)))
+            .collect()
+    };
+    let full = PlanOptions {
+        full_read: true,
+        ..options()
+    };
+    let mut state = State::default();
+    let first = settle(&mut state, &[person(1), person(2)], &[], &full);
+    assert_eq!(
+        kinds(&first),
+        [(1, IdentifyKind::New), (2, IdentifyKind::New)]
+    );
+
+    let mut renamed = person(1);
+    renamed.first_name = Some("Bea".to_owned());
+    let second = settle(&mut state, &[renamed.clone(), person(3)], &[], &full);
+    assert_eq!(
+        kinds(&second),
+        [
+            (1, IdentifyKind::Changed),
+            (2, IdentifyKind::LeavingScope),
+            (3, IdentifyKind::New)
+        ]
+    );
+
+    let third = settle(&mut state, &[renamed, person(2), person(3)], &[], &full);
+    assert_eq!(kinds(&third), [(2, IdentifyKind::ComingBack)]);
+}
+
 #[test]
 fn long_strings_are_cut_on_a_char_boundary_and_counted() {
     let mut someone = person(1);

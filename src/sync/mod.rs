@@ -46,7 +46,7 @@ use crate::state::{self, State};
 use crate::summary::Summary;
 
 use checkpoint::{Checkpoint, Deadlines};
-pub use dry_run::{DryRunEvent, DryRunPerson};
+pub use dry_run::{DryRun, DryRunEvent, DryRunPerson};
 use flow::{Flow, Gate};
 pub use report::RunResult;
 use send::{Ledger, Sender};
@@ -166,11 +166,7 @@ struct Run<'a> {
 impl Run<'_> {
     /// read (planning and sending as it reads) → guard → send what was held → save. The
     /// state records every write customer.io confirmed, whatever stops the run.
-    async fn sync(
-        &mut self,
-        state: &mut State,
-        first_run: bool,
-    ) -> Result<Option<Vec<DryRunPerson>>, Error> {
+    async fn sync(&mut self, state: &mut State, first_run: bool) -> Result<Option<DryRun>, Error> {
         let config = self.config;
         // Requests in flight may run until the hard deadline; nothing starts after the soft.
         let cio = CioClient::new(
@@ -250,7 +246,10 @@ impl Run<'_> {
                     guard::refuse_large_change(&size, &config.safety)?;
                 }
                 if self.options.dry_run {
-                    return Ok(Some(dry_run::view(&flow.held_plan())));
+                    let plan = flow.held_plan();
+                    let pending = &flow.ledger.state.pending_people;
+                    let view = DryRun::new(plan, flow.ledger.summary, pending, self.now);
+                    return Ok(Some(view));
                 }
                 if let Err(e) = flow.open().await {
                     flow.stop(e);

@@ -20,14 +20,14 @@ use crate::state::State;
 use crate::summary::{RunOutcome, Summary};
 
 use super::read::ReadReport;
-use super::{DryRunPerson, Run, RunOptions};
+use super::{DryRun, Run, RunOptions};
 
 /// The result of a run that got as far as reading the state.
 #[derive(Debug)]
 pub struct RunResult {
     pub summary: Summary,
     /// With `--dry-run`: what would be sent.
-    pub dry_run: Option<Vec<DryRunPerson>>,
+    pub dry_run: Option<DryRun>,
     /// What stopped the run early, if anything.
     pub error: Option<Error>,
 }
@@ -113,11 +113,7 @@ pub fn record_read(
 impl Run<'_> {
     /// The run's result: the summary completed with the request counts, the resources used,
     /// the outcome and the exit code.
-    pub(super) fn finish(
-        self,
-        outcome: Result<Option<Vec<DryRunPerson>>, Error>,
-        state: &State,
-    ) -> RunResult {
+    pub(super) fn finish(self, outcome: Result<Option<DryRun>, Error>, state: &State) -> RunResult {
         self.progress.finish_and_clear();
         let mut summary = self.summary;
         if let Some(c) = &self.counters.gis {
