@@ -336,6 +336,8 @@ pub(crate) fn clear_excluded(
     }
     Some(Identify {
         attributes: Attributes::from_map(&attributes),
+        // Known and in scope: what changes is the values customer.io holds.
+        kind: IdentifyKind::Changed,
         after,
     })
 }

@@ -48,6 +48,9 @@ pub struct PersonView {
     pub identify: Option<IdentifyKind>,
     /// On the state's pending list: an earlier run did not get all their writes confirmed.
     pub pending: bool,
+    /// Their customer.io profile is removed (`delete` or `suppress`, SPEC 8.2, 8.3) and
+    /// they leave the state; nothing else is sent for them.
+    pub removal: Option<&'static str>,
     /// In the order given (the dry run: by name).
     pub attributes: Vec<AttributeView>,
     /// By application id.
@@ -150,6 +153,8 @@ pub struct Totals {
     pub pending_people: u64,
     /// Pending people this run would write to again.
     pub pending_retried: u64,
+    /// Profiles removed (`on_leave = "delete"`, or a `forget` a kill cut short), by action.
+    pub removals: BTreeMap<String, u64>,
 }
 
 impl DryRun {
@@ -184,6 +189,9 @@ impl DryRun {
         };
         for person in &people {
             totals.pending_retried += u64::from(person.pending);
+            if let Some(action) = person.removal {
+                *totals.removals.entry(action.to_owned()).or_default() += 1;
+            }
             if let Some(kind) = person.identify {
                 totals.identifies += 1;
                 let count = &mut totals.identifies_by_kind;
@@ -253,6 +261,7 @@ impl PersonView {
             person_id: plan.person_id,
             identify,
             pending,
+            removal: plan.removal.map(|removal| removal.action()),
             attributes,
             applications,
         }
@@ -261,12 +270,14 @@ impl PersonView {
     /// What the heading says of the person: why they get an identify, and whether they are
     /// pending.
     fn notes(&self) -> Vec<&'static str> {
-        let mut notes = vec![match self.identify {
-            Some(IdentifyKind::New) => "new",
-            Some(IdentifyKind::Changed) => "changed",
-            Some(IdentifyKind::LeavingScope) => "leaving scope",
-            Some(IdentifyKind::ComingBack) => "coming back",
-            None => "profile unchanged",
+        let mut notes = vec![match (self.removal, self.identify) {
+            (Some("suppress"), _) => "profile to be suppressed",
+            (Some(_), _) => "profile to be deleted",
+            (None, Some(IdentifyKind::New)) => "new",
+            (None, Some(IdentifyKind::Changed)) => "changed",
+            (None, Some(IdentifyKind::LeavingScope)) => "leaving scope",
+            (None, Some(IdentifyKind::ComingBack)) => "coming back",
+            (None, None) => "profile unchanged",
         }];
         if self.pending {
             notes.push("pending from an earlier run");
@@ -438,6 +449,15 @@ pub fn totals_text(totals: &Totals, layout: Layout) -> String {
                 &format!("None stamped within the last {CAMPAIGN_WINDOW_HOURS} hours, so no campaign fires."),
                 width,
             );
+        }
+        if !totals.removals.is_empty() {
+            let n: u64 = totals.removals.values().sum();
+            let mut items = words(&format!(
+                "{} removed from customer.io and the state:",
+                count(n, "profile")
+            ));
+            items.extend(listing(&totals.removals));
+            wrap(&mut out, "  ", &items, width);
         }
     }
     let mut left_out = Vec::new();
@@ -691,6 +711,9 @@ pub struct DryRunPerson {
     /// Why they get an identify (`new`, `changed`, `leaving_scope`, `coming_back`), or null.
     pub identify: Option<IdentifyKind>,
     pub pending: bool,
+    /// `delete` or `suppress` when their profile is removed (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removal: Option<&'static str>,
     /// The attribute names the identify carries (cleared ones included), sorted.
     pub attributes: Vec<String>,
     /// By application, in the order they would be sent.
@@ -712,6 +735,7 @@ impl From<&PersonView> for DryRunPerson {
             person_id: view.person_id,
             identify: view.identify,
             pending: view.pending,
+            removal: view.removal,
             attributes: view.attributes.iter().map(|a| a.name.clone()).collect(),
             events: view
                 .applications
@@ -793,6 +817,7 @@ mod tests {
             person_id,
             identify,
             events,
+            removal: None,
         }
     }
 
@@ -860,6 +885,41 @@ mod tests {
     }
 
     #[test]
+    fn removed_profiles_are_counted_by_action_and_named_in_the_heading() {
+        let removed = |person_id, suppress| PersonPlan {
+            removal: Some(crate::state::Removal {
+                person_id,
+                suppress,
+                forget: false,
+            }),
+            ..person(person_id, None, Vec::new())
+        };
+        let plan = Plan {
+            people: vec![removed(7, false), removed(8, false), removed(9, true)],
+            stats: PlanStats::default(),
+        };
+        let dry_run = DryRun::new(plan, &Summary::default(), &BTreeSet::new(), now());
+        assert_eq!(
+            dry_run.totals.removals,
+            BTreeMap::from([("delete".to_owned(), 2), ("suppress".to_owned(), 1)])
+        );
+        let layout = Layout::dry_run(80);
+        let totals = totals_text(&dry_run.totals, layout);
+        assert!(
+            totals.contains(
+                "3 profiles removed from customer.io and the state: delete 2, suppress 1"
+            ),
+            "{totals}"
+        );
+        assert!(
+            person_text(&dry_run.people[0], layout).contains("profile to be deleted"),
+            "{}",
+            person_text(&dry_run.people[0], layout)
+        );
+        assert!(person_text(&dry_run.people[2], layout).contains("profile to be suppressed"));
+    }
+
+    #[test]
     fn totals_are_counted_from_the_views_by_kind_name_window_and_pending() {
         let dry_run = sample();
         let totals = &dry_run.totals;
@@ -892,6 +952,7 @@ mod tests {
                 applications_deferred: 3,
                 pending_people: 3,
                 pending_retried: 2,
+                removals: BTreeMap::new(),
             }
         );
         let first = &dry_run.people[0];
