@@ -98,12 +98,8 @@ fn assert_control_synced(env: &Env, id: u64) {
 /// A clean person with an approved application (the control beside bad records).
 fn insert_control(env: &Env, id: u64) {
     env.gis.insert_person(person(id));
-    env.gis.insert_application(application(
-        id + 100_000,
-        id,
-        "approved",
-        json!({"date_matched": "2024-02-18T15:00:00Z", "date_approved": "2024-03-02T14:10:00Z"}),
-    ));
+    env.gis
+        .insert_application(approved_application(id + 100_000, id));
 }
 
 /// The count of bad inputs tried, printed by each test for the README's reliability figures

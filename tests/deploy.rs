@@ -1115,28 +1115,23 @@ fn alert_rules_pass_their_promtool_unit_tests() {
         return;
     }
     let dir = deploy_dir().join("prometheus");
-    let check = Command::new("promtool")
-        .args(["check", "rules", "ciosync-alerts.yml"])
-        .current_dir(&dir)
-        .output()
-        .expect("run promtool check rules");
-    assert!(
-        check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let test = Command::new("promtool")
-        .args(["test", "rules", "ciosync-alerts.test.yml"])
-        .current_dir(&dir)
-        .output()
-        .expect("run promtool test rules");
-    assert!(
-        test.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&test.stdout),
-        String::from_utf8_lossy(&test.stderr)
-    );
+    for args in [
+        ["check", "rules", "ciosync-alerts.yml"],
+        ["test", "rules", "ciosync-alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let rules = read_deploy("prometheus/ciosync-alerts.yml");
     assert!(rules.contains("absent(ciosync_last_run_exit_code)"));
     assert!(rules.contains("time() - ciosync_last_success_timestamp_seconds"));

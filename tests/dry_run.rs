@@ -325,12 +325,8 @@ fn person_and_summary_select_what_is_shown_and_json_keeps_its_keys() {
     let env = Env::new(0);
     for id in [1001, 1002] {
         env.gis.insert_person(person(id));
-        env.gis.insert_application(application(
-            id + 4000,
-            id,
-            "approved",
-            json!({"date_matched": "2024-02-18T15:00:00Z", "date_approved": "2024-03-02T14:10:00Z"}),
-        ));
+        env.gis
+            .insert_application(approved_application(id + 4000, id));
     }
 
     let one = env.run("run", &["--dry-run", "--person", "1002", "--person", "7"]);

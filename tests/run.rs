@@ -11,12 +11,7 @@ use crate::common::*;
 fn approved_scenario() -> Env {
     let env = Env::new(0);
     env.gis.insert_person(person(1001));
-    env.gis.insert_application(application(
-        5001,
-        1001,
-        "approved",
-        json!({"date_matched": "2024-02-18T15:00:00Z", "date_approved": "2024-03-02T14:10:00Z"}),
-    ));
+    env.gis.insert_application(approved_application(5001, 1001));
     env
 }
 

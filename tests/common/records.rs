@@ -25,6 +25,16 @@ pub fn person(id: u64) -> Value {
     })
 }
 
+/// An approved application of `person` (matched and approved in early 2024).
+pub fn approved_application(id: u64, person: u64) -> Value {
+    application(
+        id,
+        person,
+        "approved",
+        json!({"date_matched": "2024-02-18T15:00:00Z", "date_approved": "2024-03-02T14:10:00Z"}),
+    )
+}
+
 /// A GraphQL-shaped application of `person` with `status` and the given top-level dates.
 pub fn application(id: u64, person: u64, status: &str, dates: Value) -> Value {
     let app = json!({
