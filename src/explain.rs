@@ -173,21 +173,48 @@ impl Explanation {
                 event_ids: true,
             },
         ));
-        let next = match (view.removal, view.identify) {
-            (Some(action), _) => format!("{action} the customer.io profile"),
-            _ if self.forgotten => "nothing: the person is forgotten".to_owned(),
-            (None, Some(IdentifyKind::LeavingScope)) => {
-                "an identify with in_scope = false (at the next full read)".to_owned()
-            }
-            (None, Some(_)) => "an identify, then the events listed".to_owned(),
-            (None, None) => "no identify (profile unchanged), the events listed".to_owned(),
-        };
-        let events: usize = view.applications.iter().map(|a| a.events.len()).sum();
-        let _ = writeln!(
-            out,
-            "The next run that reads this person sends {next} ({events} events). Nothing was sent to customer.io."
-        );
+        let _ = writeln!(out, "Next run: {}", self.next_run());
         out
+    }
+
+    /// What the next run that reads the person does, in words.
+    fn next_run(&self) -> String {
+        let view = &self.view;
+        let events: usize = view.applications.iter().map(|a| a.events.len()).sum();
+        let sent = view
+            .attributes
+            .iter()
+            .filter(|a| matches!(a.status, AttributeStatus::Send | AttributeStatus::Clear))
+            .count();
+        if let Some(action) = view.removal {
+            return format!("{action}s their customer.io profile and drops them from the state.");
+        }
+        if self.forgotten {
+            return "nothing: the person is forgotten (ciosync forget).".to_owned();
+        }
+        if !self.in_gis && !self.in_state {
+            return "nothing: neither GIS nor the state knows this person.".to_owned();
+        }
+        let mut parts = Vec::new();
+        match view.identify {
+            Some(IdentifyKind::LeavingScope) => {
+                parts.push("at its next full read, an identify with in_scope = false".to_owned())
+            }
+            Some(_) => parts.push(format!("an identify with {sent} attributes")),
+            None => {}
+        }
+        if events > 0 {
+            parts.push(format!("{events} events"));
+        }
+        if parts.is_empty() {
+            return if self.in_gis && !self.in_scope {
+                "nothing: their home LC is not in gis.home_lcs, so runs do not read them."
+                    .to_owned()
+            } else {
+                "nothing: customer.io is in step with GIS for this person.".to_owned()
+            };
+        }
+        format!("{} (nothing was sent now).", parts.join(", then "))
     }
 }
 
@@ -361,9 +388,15 @@ fn plan_view(
         event.rule = Some(rule);
     }
 
-    // Every attribute with its status, by the rule the identify was planned by.
+    // Every attribute with its status, by the rule the identify was planned by; none for a
+    // person neither GIS nor the state knows.
     let prior = state.people.get(&person_id);
-    view.attributes = attribute_statuses(prior, read_person, &options.excluded, fingerprinter)
+    let statuses = if read.person.is_none() && prior.is_none() {
+        Vec::new()
+    } else {
+        attribute_statuses(prior, read_person, &options.excluded, fingerprinter)
+    };
+    view.attributes = statuses
         .into_iter()
         .map(|(name, status)| AttributeView {
             name: name.to_owned(),

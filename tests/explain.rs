@@ -337,6 +337,11 @@ fn exit_codes_forgotten_and_excluded() {
     let unknown = stdout_json(&unknown);
     assert_eq!(unknown["in_gis"], json!(false));
     assert_eq!(unknown["in_state"], json!(false));
+    assert_eq!(
+        unknown["attributes"],
+        json!({}),
+        "nothing to say of an unknown person"
+    );
 
     let usage = env.run("explain", &["12a"]);
     assert_eq!(code(&usage), 2);
