@@ -179,6 +179,17 @@ pub enum Command {
     /// Takes the run lock (exit 75 if a run holds it). Exit 0 when customer.io confirmed every
     /// id, 1 when it rejected some (they stay as they were).
     Forget(ForgetArgs),
+    /// Why didn't this person get the e-mail? What the next run would send for one person.
+    ///
+    /// Reads the person and their applications by id from GIS, and the state, and shows
+    /// whether GIS has them, whether they are in scope (home LC in gis.home_lcs), whether
+    /// the state knows them, whether they are pending (with the last run's rejection) or
+    /// forgotten; each profile attribute's status (unchanged, send, clear, excluded); and
+    /// each application with the events customer.io has and the events the next run sends,
+    /// with timestamps, event ids and the rule behind each. The same planner as `run`.
+    /// Sends nothing; takes the run lock like a dry run (exit 75 if held). Exit 0 when GIS
+    /// or the state knows the person, 1 when neither does.
+    Explain(ExplainArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -260,6 +271,22 @@ pub struct ForgetArgs {
     /// next run syncs them as new people.
     #[arg(long, conflicts_with = "suppress")]
     pub undo: bool,
+}
+
+/// `ciosync explain` (SPEC 8.1).
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The GIS person id (digits), as customer.io knows the profile.
+    #[arg(value_name = "PERSON_ID", value_parser = person_id_arg)]
+    pub person_id: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Show the attribute values GIS has (personal data: names, e-mail, birthday).
+    #[arg(long)]
+    pub values: bool,
 }
 
 /// A GIS person id: digits only (GIS ids are numbers; a customer.io profile is keyed by it).

@@ -11,6 +11,7 @@ pub mod data_dir;
 #[cfg(feature = "fake")]
 pub mod demo;
 pub mod error;
+pub mod explain;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod forget;

@@ -51,6 +51,9 @@ fn main() -> ExitCode {
         Command::Forget(args) => with_config(&args.config, verbosity, |cfg| {
             ciosync::forget::command(cfg, args)
         }),
+        Command::Explain(args) => with_config(&args.config, verbosity, |cfg| {
+            ciosync::explain::command(cfg, args, stdout_width())
+        }),
         Command::Demo(args) => demo(args, verbosity),
         Command::Init(args) => init(args, verbosity),
         Command::Completions { shell } => {

@@ -194,10 +194,10 @@ fn finish(child: Child) -> Output {
 }
 
 /// Starts `args` on `env`, which lasts several access-token lifetimes, and while it runs
-/// starts rounds of overlapping `check`s and a `status`, plus one `also` process (a command
-/// that takes the run lock). Returns the long process's output, the outputs of the checks,
-/// the statuses and `also`.
-fn overlap(env: &Env, long: &[&str], also: &[&str]) -> (Output, Vec<Output>, Vec<Output>, Output) {
+/// starts rounds of overlapping `check`s, a `status` and an `explain`, plus one `also`
+/// process (a command that takes the run lock). Returns the long process's output, the
+/// outputs of the checks, the statuses and explains, and `also`.
+fn overlap(env: &Env, long: &[&str], also: &[&str]) -> (Output, Vec<Output>, Overlapped, Output) {
     let started = Instant::now();
     let mut long_process = spawn(env, long, &[]);
     // Its output is read as it comes: a dry run's plan fills a pipe nobody reads and would
@@ -209,10 +209,11 @@ fn overlap(env: &Env, long: &[&str], also: &[&str]) -> (Output, Vec<Output>, Vec
         !env.gis.refresh_attempts().is_empty() && env.gis.queries().len() >= 3
     });
     let also = finish(spawn(env, also, &[]));
-    let (mut checks, mut statuses) = (Vec::new(), Vec::new());
+    let (mut checks, mut statuses, mut explains) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..2 {
         let running: Vec<Child> = (0..3).map(|_| spawn(env, &["check"], &[])).collect();
         statuses.push(finish(spawn(env, &["status"], &[])));
+        explains.push(finish(spawn(env, &["explain", "1", "--json"], &[])));
         checks.extend(running.into_iter().map(finish));
         assert!(
             long_process.try_wait().expect("poll").is_none(),
@@ -239,7 +240,13 @@ fn overlap(env: &Env, long: &[&str], also: &[&str]) -> (Output, Vec<Output>, Vec
         env.gis.refresh_attempts().len(),
         checks.len()
     );
-    (long_output, checks, statuses, also)
+    (long_output, checks, Overlapped { statuses, explains }, also)
+}
+
+/// The `status`es and `explain`s run during the long process.
+struct Overlapped {
+    statuses: Vec<Output>,
+    explains: Vec<Output>,
 }
 
 /// An env for the overlap tests: many pages, slow GIS, access tokens that expire by time.
@@ -267,7 +274,7 @@ fn long_env() -> Env {
 }
 
 /// What every overlap test asserts on the checks, the statuses and the token endpoint.
-fn assert_overlap(env: &Env, checks: &[Output], statuses: &[Output]) {
+fn assert_overlap(env: &Env, checks: &[Output], overlapped: &Overlapped) {
     for (n, check) in checks.iter().enumerate() {
         assert_eq!(
             code(check),
@@ -283,7 +290,12 @@ fn assert_overlap(env: &Env, checks: &[Output], statuses: &[Output]) {
         );
         assert_eq!(stderr(check), "", "check {n}");
     }
-    for status in statuses {
+    // `explain` takes the run lock like a dry run (SPEC 8.1), and a run or a dry run holds it.
+    for explain in &overlapped.explains {
+        assert_eq!(code(explain), 75, "explain: {}", stderr(explain));
+        assert_eq!(stdout(explain), "", "explain");
+    }
+    for status in &overlapped.statuses {
         assert_eq!(code(status), 0, "status: {}", stderr(status));
         assert!(
             stdout(status).contains("lock: held by a running ciosync"),
@@ -299,7 +311,8 @@ fn assert_overlap(env: &Env, checks: &[Output], statuses: &[Output]) {
 #[test]
 fn checks_and_a_dry_run_during_a_long_run_never_present_a_refresh_token_twice() {
     let env = long_env();
-    let (run, checks, statuses, dry_run) = overlap(&env, &["run", "--json"], &["run", "--dry-run"]);
+    let (run, checks, overlapped, dry_run) =
+        overlap(&env, &["run", "--json"], &["run", "--dry-run"]);
     assert_eq!(code(&run), 0, "run: {}", stderr(&run));
     assert_eq!(stderr(&run), "", "a healthy run prints nothing");
     let summary = stdout_json(&run);
@@ -307,7 +320,7 @@ fn checks_and_a_dry_run_during_a_long_run_never_present_a_refresh_token_twice() 
     assert!(run_refreshes >= 2, "tokens expired mid-run: {summary}");
     // A dry run takes the run lock (SPEC 1): during a run it stops at once, touching nothing.
     assert_eq!(code(&dry_run), 75, "dry run: {}", stderr(&dry_run));
-    assert_overlap(&env, &checks, &statuses);
+    assert_overlap(&env, &checks, &overlapped);
     let attempts = env.gis.refresh_attempts().len() as u64;
     assert!(
         attempts >= run_refreshes + checks.len() as u64,
@@ -319,7 +332,8 @@ fn checks_and_a_dry_run_during_a_long_run_never_present_a_refresh_token_twice() 
 #[test]
 fn checks_and_a_run_during_a_long_dry_run_never_present_a_refresh_token_twice() {
     let env = long_env();
-    let (dry_run, checks, statuses, run) = overlap(&env, &["run", "--dry-run", "--json"], &["run"]);
+    let (dry_run, checks, overlapped, run) =
+        overlap(&env, &["run", "--dry-run", "--json"], &["run"]);
     assert_eq!(code(&dry_run), 0, "dry run: {}", stderr(&dry_run));
     assert_eq!(stderr(&dry_run), "");
     let plan = stdout_json(&dry_run);
@@ -329,7 +343,7 @@ fn checks_and_a_run_during_a_long_dry_run_never_present_a_refresh_token_twice() 
         plan["summary"]
     );
     assert_eq!(code(&run), 75, "run: {}", stderr(&run));
-    assert_overlap(&env, &checks, &statuses);
+    assert_overlap(&env, &checks, &overlapped);
     assert_eq!(
         write_endpoint_requests(&env.cio),
         0,

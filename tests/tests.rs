@@ -29,6 +29,8 @@ mod drift;
 #[cfg(feature = "fake")]
 mod dry_run;
 #[cfg(feature = "fake")]
+mod explain;
+#[cfg(feature = "fake")]
 mod fake_cio;
 #[cfg(feature = "fake")]
 mod fake_drift;

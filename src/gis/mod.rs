@@ -313,8 +313,45 @@ impl GisClient {
         })
     }
 
-    /// Whether a person's home LC is one of the configured ones.
-    fn in_scope(&self, person: &Person) -> bool {
+    /// One person by id, in scope or not, and all their applications (`explain`, SPEC 8.1):
+    /// the same queries as a run's by-id reads. `None` when GIS does not have them; the
+    /// applications are read either way (GIS may still list some for an id it no longer
+    /// returns as a person).
+    ///
+    /// # Errors
+    /// [`GisError`] when a page cannot be read after retries.
+    pub async fn read_person_with_applications(
+        &self,
+        person_id: PersonId,
+        skipped: &mut BTreeMap<String, u64>,
+    ) -> Result<(Option<Person>, Vec<Application>), GisError> {
+        let person = self
+            .read_pages(
+                PEOPLE_QUERY,
+                "people",
+                json!({ "ids": [person_id.to_string()] }),
+                None,
+                decode::person,
+                skipped,
+            )
+            .await?
+            .into_iter()
+            .find(|person| person.id == person_id);
+        let applications = self
+            .read_pages(
+                APPLICATIONS_QUERY,
+                "allOpportunityApplication",
+                json!({ "person_id": person_id }),
+                None,
+                decode::application,
+                skipped,
+            )
+            .await?;
+        Ok((person, applications))
+    }
+
+    /// Whether a person's home LC is one of the configured ones (`gis.home_lcs`).
+    pub fn in_scope(&self, person: &Person) -> bool {
         person
             .home_lc_id
             .is_some_and(|lc| self.home_lcs.contains(&lc))

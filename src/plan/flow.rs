@@ -87,10 +87,38 @@ fn fallback_rank(side: Side) -> Option<u8> {
     }
 }
 
+/// Which rule produced an event (what `explain` shows, SPEC 8.1), decided where the event
+/// is produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventRule {
+    /// Rule 1: the step of the application's main-path status.
+    MainStatus,
+    /// Rule 1: a step below the status's rank, replayed on the way up to it.
+    StepReplay,
+    /// Rule 2: a step with evidence (its own date, or a `*_broken` status) sent before a
+    /// side event.
+    Evidence,
+    /// Rule 2: the side event of the application's side status.
+    SideStatus,
+}
+
+impl EventRule {
+    /// As `explain` prints it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EventRule::MainStatus => "main-path status",
+            EventRule::StepReplay => "step replay",
+            EventRule::Evidence => "evidence",
+            EventRule::SideStatus => "side status",
+        }
+    }
+}
+
 /// One event the rules produce, with the application's state once it is confirmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FlowEvent {
     pub kind: EventKind,
+    pub rule: EventRule,
     /// The occurrence this event carries: `count[kind] + 1` before it (rule 3).
     pub occurrence: u32,
     pub after: ApplicationState,
@@ -106,7 +134,13 @@ pub(crate) fn advance(
     let mut state = current.clone();
     let mut events = Vec::new();
     match status {
-        Status::Main(step) => send_steps_up_to(&mut state, step.rank(), &mut events),
+        Status::Main(step) => {
+            send_steps_up_to(&mut state, step.rank(), EventRule::StepReplay, &mut events);
+            // The status's own step, if it was sent, is the last one.
+            if let Some(last) = events.last_mut() {
+                last.rule = EventRule::MainStatus;
+            }
+        }
         Status::Side(side) => {
             if state.last_side == Some(side) {
                 return events;
@@ -118,7 +152,7 @@ pub(crate) fn advance(
                 .max()
                 .unwrap_or(0);
             let evidence = dated.max(broken_evidence(side)).max(Step::Applied.rank());
-            send_steps_up_to(&mut state, evidence, &mut events);
+            send_steps_up_to(&mut state, evidence, EventRule::Evidence, &mut events);
             let kind = EventKind::Side(side);
             let occurrence = bump(&mut state, kind);
             state.last_side = Some(side);
@@ -127,6 +161,7 @@ pub(crate) fn advance(
             }
             events.push(FlowEvent {
                 kind,
+                rule: EventRule::SideStatus,
                 occurrence,
                 after: state,
             });
@@ -136,7 +171,12 @@ pub(crate) fn advance(
 }
 
 /// Sends every step above the state's rank up to `target` (the step replay of rule 1).
-fn send_steps_up_to(state: &mut ApplicationState, target: u8, events: &mut Vec<FlowEvent>) {
+fn send_steps_up_to(
+    state: &mut ApplicationState,
+    target: u8,
+    rule: EventRule,
+    events: &mut Vec<FlowEvent>,
+) {
     for step in Step::ALL {
         if step.rank() <= state.rank || step.rank() > target {
             continue;
@@ -147,6 +187,7 @@ fn send_steps_up_to(state: &mut ApplicationState, target: u8, events: &mut Vec<F
         state.last_side = None;
         events.push(FlowEvent {
             kind,
+            rule,
             occurrence,
             after: state.clone(),
         });

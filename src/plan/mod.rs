@@ -28,9 +28,10 @@ use crate::config::{LateEvents, OnLeave, ProgrammeName};
 use crate::model::{Application, ApplicationId, EventKind, Person, PersonId, Programme};
 use crate::state::{ApplicationState, PersonState, Removal, State};
 
+pub use flow::EventRule;
 pub use profile::{
-    attribute_statuses, decide_attribute, excluded_mask, AttributeDecision, AttributeStatus,
-    Excluded, Fingerprinter, IN_SCOPE_ATTRIBUTE, MAX_ATTRIBUTE_VALUE_BYTES,
+    attribute_statuses, attribute_values_of, decide_attribute, excluded_mask, AttributeDecision,
+    AttributeStatus, Excluded, Fingerprinter, IN_SCOPE_ATTRIBUTE, MAX_ATTRIBUTE_VALUE_BYTES,
 };
 
 /// customer.io's limit on an event name, in bytes.
@@ -207,6 +208,12 @@ pub struct PlannedEvent {
     /// Unix seconds sent as the event's timestamp (the true time, or `now` per SPEC 4.3).
     pub timestamp: i64,
     pub data: EventData,
+    /// The rule that produced it (`explain` shows it).
+    #[serde(skip)]
+    pub rule: EventRule,
+    /// The occurrence it carries (rule 3): 2 for a second `approved` after a break.
+    #[serde(skip)]
+    pub occurrence: u32,
     /// The application's state once this event is confirmed.
     #[serde(skip)]
     pub after: ApplicationState,
@@ -295,7 +302,7 @@ pub fn event_id(
 
 /// The programme as configured: the chosen name, else the other one; blank names count as
 /// missing.
-fn programme_name(programme: Option<&Programme>, choice: ProgrammeName) -> Option<&str> {
+pub fn programme_name(programme: Option<&Programme>, choice: ProgrammeName) -> Option<&str> {
     let programme = programme?;
     let (preferred, other) = match choice {
         ProgrammeName::ShortName => (&programme.short_name, &programme.short_name_display),
@@ -639,6 +646,8 @@ fn plan_application(
                 name,
                 timestamp: timestamp.timestamp(),
                 data,
+                rule: event.rule,
+                occurrence: event.occurrence,
                 after: event.after,
             }
         })

@@ -143,6 +143,16 @@ fn attribute_values(person: &Person) -> [(Value, bool); ATTRIBUTES.len()] {
     ]
 }
 
+/// A person's attribute values as an identify would carry them (cut to the customer.io
+/// limit), in [`ATTRIBUTES`] order: what `explain --values` shows (personal data).
+pub fn attribute_values_of(person: &Person) -> Vec<(&'static str, Value)> {
+    ATTRIBUTES
+        .into_iter()
+        .zip(attribute_values(person))
+        .map(|(name, (value, _))| (name, value))
+        .collect()
+}
+
 /// What the next identify does with one attribute (SPEC 8.1's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

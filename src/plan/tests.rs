@@ -251,6 +251,36 @@ fn approval_broken_on_first_sight_replays_to_approved_by_its_own_evidence() {
     );
 }
 
+/// Each event carries the rule that produced it (what `explain` shows, SPEC 8.1): the
+/// replayed steps below a main-path status, the status's own step, the steps a side status
+/// has evidence for, and the side event.
+#[test]
+fn each_event_carries_the_rule_that_produced_it() {
+    let rules = |plan: &Plan| events(plan).iter().map(|e| e.rule).collect::<Vec<_>>();
+    let mut state = State::default();
+    let people = [person(1)];
+    let approved = settle(&mut state, &people, &[app(1, 1, "approved")], &options());
+    assert_eq!(
+        rules(&approved),
+        [
+            EventRule::StepReplay,
+            EventRule::StepReplay,
+            EventRule::MainStatus
+        ]
+    );
+    let mut realized = app(1, 1, "realization_broken");
+    realized.dates.date_realized = Some(days_ago(2));
+    let broken = settle(&mut state, &people, &[realized], &options());
+    assert_eq!(names(&broken), ["GVrealized", "GVrealization_broken"]);
+    assert_eq!(rules(&broken), [EventRule::Evidence, EventRule::SideStatus]);
+    // Realized again after the break (fallback rank 3): the status's step alone, a second
+    // occurrence.
+    let again = settle(&mut state, &people, &[app(1, 1, "realized")], &options());
+    assert_eq!(names(&again), ["GVrealized"]);
+    assert_eq!(rules(&again), [EventRule::MainStatus]);
+    assert_eq!(occurrences(&again), [2]);
+}
+
 /// A side-status case: status, how to set the dates, the expected event names.
 type SideCase = (
     &'static str,

@@ -62,6 +62,8 @@ pub struct PersonView {
 pub struct AttributeView {
     pub name: String,
     pub status: AttributeStatus,
+    /// The value GIS has (`explain --values` only: personal data); `None`: not shown.
+    pub value: Option<serde_json::Value>,
 }
 
 /// What the next run does with an attribute. A dry run lists only `Send` and `Clear`;
@@ -79,7 +81,8 @@ pub enum AttributeStatus {
 }
 
 impl AttributeStatus {
-    fn word(self) -> &'static str {
+    /// SPEC 8.1's word for it.
+    pub fn word(self) -> &'static str {
         match self {
             AttributeStatus::Unchanged => "unchanged",
             AttributeStatus::Send => "send",
@@ -232,6 +235,7 @@ impl PersonView {
                         } else {
                             AttributeStatus::Send
                         },
+                        value: None,
                     })
                     .collect(),
             ),
@@ -540,12 +544,13 @@ pub fn details_text(
 
 /// `send a, b; clear c`: the attributes grouped by status, each group in the given order.
 fn attribute_items(attributes: &[AttributeView]) -> Vec<String> {
-    let mut groups: BTreeMap<AttributeStatus, Vec<&str>> = BTreeMap::new();
+    let mut groups: BTreeMap<AttributeStatus, Vec<String>> = BTreeMap::new();
     for attribute in attributes {
-        groups
-            .entry(attribute.status)
-            .or_default()
-            .push(&attribute.name);
+        let shown = match &attribute.value {
+            Some(value) => format!("{}={value}", attribute.name),
+            None => attribute.name.clone(),
+        };
+        groups.entry(attribute.status).or_default().push(shown);
     }
     let mut items = Vec::new();
     let group_count = groups.len();
@@ -554,7 +559,7 @@ fn attribute_items(attributes: &[AttributeView]) -> Vec<String> {
             let mut item = if i == 0 {
                 format!("{} {name}", status.word())
             } else {
-                (*name).to_owned()
+                name.clone()
             };
             if i + 1 < names.len() {
                 item.push(',');
@@ -804,6 +809,8 @@ mod tests {
                 status: Arc::from(status),
                 occurred_at: at(occurred),
             },
+            rule: crate::plan::EventRule::MainStatus,
+            occurrence: 1,
             after: ApplicationState::default(),
         }
     }
@@ -970,11 +977,13 @@ mod tests {
             [
                 AttributeView {
                     name: "first_name".to_owned(),
-                    status: AttributeStatus::Send
+                    status: AttributeStatus::Send,
+                    value: None,
                 },
                 AttributeView {
                     name: "nps_score".to_owned(),
-                    status: AttributeStatus::Clear
+                    status: AttributeStatus::Clear,
+                    value: None,
                 },
             ],
             "a null value is a clear"
@@ -1118,6 +1127,7 @@ Dry run: nothing was sent to customer.io and the state was not changed.
         let attribute = |name: &str, status| AttributeView {
             name: name.to_owned(),
             status,
+            value: None,
         };
         let attributes = [
             attribute("email", AttributeStatus::Unchanged),
