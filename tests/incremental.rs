@@ -29,6 +29,42 @@ fn a_run_with_nothing_changed_reads_little_and_sends_nothing() {
     assert_eq!(changing_requests(&env.cio), 0);
 }
 
+/// A run that changes nothing leaves `state.json` as it is while the watermark is younger
+/// than an hour (at a million people the file is 190 MiB); once it is older, the run saves
+/// the state to advance it.
+#[test]
+fn a_run_with_nothing_changed_rewrites_the_state_only_for_an_hour_old_watermark() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new(50);
+    assert_eq!(code(&env.run("run", &[])), 0);
+    let path = env.data_dir().join("state.json");
+    // The atomic writer renames a new file into place: a save changes the inode.
+    let inode = || std::fs::metadata(&path).expect("state.json").ino();
+    let written = inode();
+
+    let out = env.run("run", &["--json"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert_eq!(stdout_json(&out)["full_read"], json!(false));
+    assert_eq!(
+        inode(),
+        written,
+        "a fresh watermark: the state is not rewritten"
+    );
+
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("state JSON");
+    let old = (Utc::now() - chrono::Duration::minutes(61)).to_rfc3339();
+    state["watermark"] = json!(old);
+    write_private(&path, &serde_json::to_string(&state).expect("encode"));
+    let edited = inode();
+    let out = env.run("run", &["--json"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert_ne!(inode(), edited, "an hour-old watermark: the state is saved");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("state JSON");
+    assert_ne!(saved["watermark"], json!(old), "the watermark advanced");
+}
+
 #[test]
 fn an_incremental_run_picks_up_changes_and_a_full_one_reconciles() {
     let env = Env::new(0);

@@ -10,7 +10,7 @@
 //! for people it does not read (SPEC 8.3), and the removals `forget` left unconfirmed (8.2),
 //! sent once the guard let the run through (`forget` itself is never refused by it).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::error::Error;
 use crate::model::{Application, Person, PersonId};
@@ -18,6 +18,10 @@ use crate::plan::{Departure, Identify, PersonPlan, Plan, Planner};
 use crate::state::{self, Removal};
 
 use super::send::{Ledger, Sender, Work};
+
+/// How old the watermark may grow before a run that changed nothing saves the state to
+/// advance it.
+pub const WATERMARK_REFRESH: chrono::Duration = chrono::Duration::hours(1);
 
 /// Whether writes go out as they are planned.
 #[derive(Debug, PartialEq, Eq)]
@@ -279,13 +283,29 @@ impl<'a, 'c> Flow<'a, 'c> {
         self.ledger.apply_removals();
         let state = &mut *self.ledger.state;
         let unfinished = self.ledger.unfinished.iter().copied();
+        let mut must_save = self.marked_in_progress;
         if stop.is_none() {
-            state.pending_people = unfinished.collect();
-            state.complete_run(self.started, full_read_complete == Some(true));
+            let pending: BTreeSet<PersonId> = unfinished.collect();
+            let full_read = full_read_complete == Some(true);
+            // A run that sent nothing, read incrementally and left the pending list as it
+            // was would rewrite the whole state (190 MiB at a million people) only to move
+            // the watermark; it does so once the watermark is an hour old. An older
+            // watermark only makes the next incremental read look further back.
+            let watermark_fresh = state
+                .watermark
+                .is_some_and(|watermark| self.started - watermark < WATERMARK_REFRESH);
+            must_save |= full_read
+                || pending != state.pending_people
+                || state.run_in_progress.is_some()
+                || !watermark_fresh;
+            if must_save {
+                state.pending_people = pending;
+                state.complete_run(self.started, full_read);
+            }
         } else {
             state.pending_people.extend(unfinished);
         }
-        let saved = if self.marked_in_progress || stop.is_none() {
+        let saved = if must_save {
             state::save(self.data_dir, state)
         } else {
             Ok(())
