@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
@@ -291,14 +291,7 @@ impl GisClient {
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
             let found = self
-                .read_pages(
-                    PEOPLE_QUERY,
-                    "people",
-                    json!({ "ids": ids }),
-                    None,
-                    decode::person,
-                    skipped,
-                )
+                .read_pages::<Person>(json!({ "ids": ids }), None, skipped)
                 .await?;
             for person in found {
                 absent.remove(&person.id);
@@ -326,26 +319,12 @@ impl GisClient {
         skipped: &mut BTreeMap<String, u64>,
     ) -> Result<(Option<Person>, Vec<Application>), GisError> {
         let person = self
-            .read_pages(
-                PEOPLE_QUERY,
-                "people",
-                json!({ "ids": [person_id.to_string()] }),
-                None,
-                decode::person,
-                skipped,
-            )
+            .read_pages::<Person>(json!({ "ids": [person_id.to_string()] }), None, skipped)
             .await?
             .into_iter()
             .find(|person| person.id == person_id);
         let applications = self
-            .read_pages(
-                APPLICATIONS_QUERY,
-                "allOpportunityApplication",
-                json!({ "person_id": person_id }),
-                None,
-                decode::application,
-                skipped,
-            )
+            .read_pages::<Application>(json!({ "person_id": person_id }), None, skipped)
             .await?;
         Ok((person, applications))
     }
@@ -373,27 +352,13 @@ impl GisClient {
     ) -> Result<Snapshot, GisError> {
         let mut skipped = BTreeMap::new();
         let mut people: BTreeMap<PersonId, Person> = self
-            .read_pages(
-                PEOPLE_QUERY,
-                "people",
-                self.people_filter(true),
-                Some(since),
-                decode::person,
-                &mut skipped,
-            )
+            .read_pages::<Person>(self.people_filter(true), Some(since), &mut skipped)
             .await?
             .into_iter()
             .map(|p| (p.id, p))
             .collect();
         let mut applications: BTreeMap<ApplicationId, Application> = self
-            .read_pages(
-                APPLICATIONS_QUERY,
-                "allOpportunityApplication",
-                self.applications_filter(true),
-                Some(since),
-                decode::application,
-                &mut skipped,
-            )
+            .read_pages::<Application>(self.applications_filter(true), Some(since), &mut skipped)
             .await?
             .into_iter()
             .map(|a| (a.id, a))
@@ -420,14 +385,7 @@ impl GisClient {
             .collect();
         for person_id in whole {
             let found = self
-                .read_pages(
-                    APPLICATIONS_QUERY,
-                    "allOpportunityApplication",
-                    json!({ "person_id": person_id }),
-                    None,
-                    decode::application,
-                    &mut skipped,
-                )
+                .read_pages::<Application>(json!({ "person_id": person_id }), None, &mut skipped)
                 .await?;
             for application in found {
                 applications.entry(application.id).or_insert(application);
@@ -492,7 +450,7 @@ impl GisClient {
         deliver: &mpsc::Sender<Vec<T>>,
         report: &mut ScanReport,
     ) -> Result<bool, GisError> {
-        let (query, root) = (list.query(), list.root());
+        let root = list.root();
         let filters = self.lc_filter(list.lc_key(), false);
         let mut totals = Totals::default();
         let mut distinct = 0u64;
@@ -501,15 +459,10 @@ impl GisClient {
             report.pages += 1;
             let mut fresh = Vec::new();
             for raw in &page.data {
-                let record = match T::decode(raw) {
-                    Ok(record) => record,
-                    Err(skip) => {
-                        tracing::info!(reason = skip.reason, id = %skip.id, "Skipped a GIS record.");
-                        *report.skipped.entry(skip.reason.to_owned()).or_default() += 1;
-                        // It is in GIS's count all the same.
-                        distinct += 1;
-                        continue;
-                    }
+                let Some(record) = decode_or_count::<T>(raw, &mut report.skipped) else {
+                    // It is in GIS's count all the same.
+                    distinct += 1;
+                    continue;
                 };
                 let id = record.id();
                 // A record seen twice in one pass moved between pages; a re-read sees again
@@ -532,34 +485,11 @@ impl GisClient {
             report.delivered += fresh.len() as u64;
             fresh
         };
-        let first = self.page(query, root, &filters, 1).await?;
-        let mut total_pages = first.total_pages;
-        let empty = first.data.is_empty();
-        let fresh = take(first, report);
-        if deliver.send(fresh).await.is_err() {
-            return Ok(false);
-        }
-        if !empty {
-            let mut next = 2u64;
-            'pages: while next <= total_pages {
-                let numbers: Vec<u64> = (next..=total_pages).collect();
-                next = total_pages + 1;
-                let mut pages = stream::iter(numbers)
-                    .map(|n| self.page(query, root, &filters, n))
-                    .buffered(PAGE_CONCURRENCY);
-                while let Some(page) = pages.next().await {
-                    let page = page?;
-                    if page.data.is_empty() {
-                        totals.observe(page.total_items);
-                        break 'pages;
-                    }
-                    total_pages = total_pages.max(page.total_pages);
-                    let fresh = take(page, report);
-                    if deliver.send(fresh).await.is_err() {
-                        return Ok(false);
-                    }
-                    self.check_deadline(root)?;
-                }
+        let mut pages = self.pages(list, &filters, PAGE_CONCURRENCY);
+        while let Some(page) = pages.next().await? {
+            let fresh = take(page, report);
+            if deliver.send(fresh).await.is_err() {
+                return Ok(false);
             }
         }
         let complete = totals.complete(distinct);
@@ -595,66 +525,30 @@ impl GisClient {
     /// Reads the pages of a list query and decodes each page as it arrives (so at most a
     /// few pages of raw JSON are held at once).
     ///
-    /// Without `since`: page 1 first, then the rest concurrently; pages past the first
-    /// answer's `total_pages` are read while they keep coming (records can be added while we
-    /// read). With `since` (records sorted newest first): one page at a time, stopping after
-    /// the first page holding a record updated before `since`.
+    /// Without `since`: every page, as [`GisClient::pages`] reads them. With `since` (records
+    /// sorted newest first): one page at a time, stopping after the first page holding a
+    /// record updated before `since`.
     ///
     /// Records are de-duplicated by id, keeping the first copy, as [`GisClient::scan`] does.
     async fn read_pages<T: Record>(
         &self,
-        query: &str,
-        root: &str,
         filters: Value,
         since: Option<DateTime<Utc>>,
-        decode: fn(&Value) -> Result<T, decode::Skip>,
         skipped: &mut BTreeMap<String, u64>,
     ) -> Result<Vec<T>, GisError> {
-        let mut pages = PageSink {
-            records: BTreeMap::new(),
-            seen: 0,
-            decode,
-        };
-        let first = self.page(query, root, &filters, 1).await?;
-        let mut total_pages = first.total_pages;
-        if first.data.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut oldest = pages.take(&first, skipped);
-        drop(first);
-        if let Some(since) = since {
-            let mut number = 1u64;
-            while oldest >= since && number < total_pages {
-                self.check_deadline(root)?;
-                number += 1;
-                let page = self.page(query, root, &filters, number).await?;
-                if page.data.is_empty() {
-                    break;
-                }
-                total_pages = total_pages.max(page.total_pages);
-                oldest = pages.take(&page, skipped);
-            }
-        } else {
-            let mut next = 2u64;
-            'pages: while next <= total_pages {
-                let numbers: Vec<u64> = (next..=total_pages).collect();
-                next = total_pages + 1;
-                let mut stream = stream::iter(numbers)
-                    .map(|n| self.page(query, root, &filters, n))
-                    .buffered(PAGE_CONCURRENCY);
-                while let Some(page) = stream.next().await {
-                    let page = page?;
-                    if page.data.is_empty() {
-                        break 'pages;
-                    }
-                    total_pages = total_pages.max(page.total_pages);
-                    pages.take(&page, skipped);
-                    self.check_deadline(root)?;
-                }
+        let mut sink = PageSink::default();
+        // Pages past `since` would be wasted requests: ask for one page at a time.
+        let concurrency = if since.is_some() { 1 } else { PAGE_CONCURRENCY };
+        let mut pages = self.pages(T::LIST, &filters, concurrency);
+        while let Some(page) = pages.next().await? {
+            let oldest = sink.take(&page, skipped);
+            if since.is_some_and(|since| oldest < since) {
+                break;
             }
         }
-        let duplicates = pages.seen - pages.records.len();
+        let duplicates = sink.seen - sink.records.len();
         if duplicates > 0 {
+            let root = T::LIST.root();
             tracing::info!(
                 root,
                 duplicates,
@@ -662,7 +556,21 @@ impl GisClient {
             );
             *skipped.entry(format!("{root}_duplicate")).or_default() += duplicates as u64;
         }
-        Ok(pages.records.into_values().collect())
+        Ok(sink.records.into_values().collect())
+    }
+
+    /// The pages of one list query, in order (see [`Pages`]).
+    fn pages<'a>(&'a self, list: List, filters: &'a Value, concurrency: usize) -> Pages<'a> {
+        Pages {
+            client: self,
+            list,
+            filters,
+            concurrency,
+            total_pages: 0,
+            next: 1,
+            in_flight: None,
+            finished: false,
+        }
     }
 
     fn check_deadline(&self, root: &str) -> Result<(), GisError> {
@@ -1076,7 +984,15 @@ struct PageSink<T> {
     records: BTreeMap<u64, T>,
     /// Records decoded, duplicates included.
     seen: usize,
-    decode: fn(&Value) -> Result<T, decode::Skip>,
+}
+
+impl<T> Default for PageSink<T> {
+    fn default() -> Self {
+        PageSink {
+            records: BTreeMap::new(),
+            seen: 0,
+        }
+    }
 }
 
 impl<T: Record> PageSink<T> {
@@ -1085,19 +1001,103 @@ impl<T: Record> PageSink<T> {
     fn take(&mut self, page: &PageData, skipped: &mut BTreeMap<String, u64>) -> DateTime<Utc> {
         let mut oldest = DateTime::<Utc>::MAX_UTC;
         for raw in &page.data {
-            match (self.decode)(raw) {
-                Ok(record) => {
-                    self.seen += 1;
-                    oldest = oldest.min(record.updated_at().unwrap_or(DateTime::<Utc>::MIN_UTC));
-                    self.records.entry(record.id()).or_insert(record);
-                }
-                Err(skip) => {
-                    tracing::info!(reason = skip.reason, id = %skip.id, "Skipped a GIS record.");
-                    *skipped.entry(skip.reason.to_owned()).or_default() += 1;
-                }
+            if let Some(record) = decode_or_count::<T>(raw, skipped) {
+                self.seen += 1;
+                oldest = oldest.min(record.updated_at().unwrap_or(DateTime::<Utc>::MIN_UTC));
+                self.records.entry(record.id()).or_insert(record);
             }
         }
         oldest
+    }
+}
+
+/// Decodes one raw record; one it cannot use is logged with its id and counted by reason.
+fn decode_or_count<T: Record>(raw: &Value, skipped: &mut BTreeMap<String, u64>) -> Option<T> {
+    match T::decode(raw) {
+        Ok(record) => Some(record),
+        Err(skip) => {
+            tracing::info!(reason = skip.reason, id = %skip.id, "Skipped a GIS record.");
+            *skipped.entry(skip.reason.to_owned()).or_default() += 1;
+            None
+        }
+    }
+}
+
+/// The pages of one list query, in order: page 1, then the rest `concurrency` at a time,
+/// following a `total_pages` that grows while the list does (records can be added while
+/// it is read), up to the last page or an empty one (which is returned too: its paging
+/// totals count). Asking for any page after the first checks the run's deadline.
+struct Pages<'a> {
+    client: &'a GisClient,
+    list: List,
+    filters: &'a Value,
+    concurrency: usize,
+    total_pages: u64,
+    /// The first page number not yet asked for.
+    next: u64,
+    in_flight: Option<BoxStream<'a, Result<PageData, GisError>>>,
+    finished: bool,
+}
+
+impl Pages<'_> {
+    /// The next page, or `None` after the last one.
+    async fn next(&mut self) -> Result<Option<PageData>, GisError> {
+        if self.finished {
+            return Ok(None);
+        }
+        if self.next == 1 {
+            self.next = 2;
+            let first = self.page(1).await;
+            let first = self.finish_on_error(first)?;
+            self.total_pages = first.total_pages;
+            self.finished = first.data.is_empty();
+            return Ok(Some(first));
+        }
+        let deadline = self.client.check_deadline(self.list.root());
+        self.finish_on_error(deadline)?;
+        loop {
+            if let Some(in_flight) = self.in_flight.as_mut() {
+                if let Some(page) = in_flight.next().await {
+                    let page = self.finish_on_error(page)?;
+                    if page.data.is_empty() {
+                        self.finished = true;
+                    } else {
+                        self.total_pages = self.total_pages.max(page.total_pages);
+                    }
+                    return Ok(Some(page));
+                }
+                self.in_flight = None;
+            }
+            if self.next > self.total_pages {
+                self.finished = true;
+                return Ok(None);
+            }
+            let (client, list, filters) = (self.client, self.list, self.filters);
+            let numbers = self.next..=self.total_pages;
+            self.next = self.total_pages + 1;
+            self.in_flight = Some(
+                stream::iter(numbers)
+                    .map(move |n| client.page(list.query(), list.root(), filters, n))
+                    .buffered(self.concurrency)
+                    .boxed(),
+            );
+        }
+    }
+
+    async fn page(&self, number: u64) -> Result<PageData, GisError> {
+        let list = self.list;
+        self.client
+            .page(list.query(), list.root(), self.filters, number)
+            .await
+    }
+
+    /// An error ends the pages: nothing after it is read.
+    fn finish_on_error<T>(&mut self, result: Result<T, GisError>) -> Result<T, GisError> {
+        if result.is_err() {
+            self.finished = true;
+            self.in_flight = None;
+        }
+        result
     }
 }
 
@@ -1110,6 +1110,8 @@ struct PageData {
 
 /// A record of a GIS list: what paging needs to know about it, and how it is decoded.
 pub trait Record: Sized {
+    /// The list records of this kind are read from.
+    const LIST: List;
     /// Its GIS id.
     fn id(&self) -> u64;
     /// When GIS last changed it.
@@ -1122,6 +1124,7 @@ pub trait Record: Sized {
 }
 
 impl Record for Person {
+    const LIST: List = List::People;
     fn id(&self) -> u64 {
         self.id
     }
@@ -1134,6 +1137,7 @@ impl Record for Person {
 }
 
 impl Record for Application {
+    const LIST: List = List::Applications;
     fn id(&self) -> u64 {
         self.id
     }
