@@ -51,6 +51,31 @@ pub enum Error {
         humantime::format_duration(*.0)
     )]
     TimeBudget(Duration),
+    /// A full read stopped at the time budget before the run had confirmed a single write.
+    /// A stopped full read starts again from the first page, so the next run would stop
+    /// the same way: the budget is too short for the read (or GIS was very slow).
+    #[error(
+        "a full read did not get far enough within the time budget of {} to send anything \
+         (it read {people} people and {applications} applications), and a stopped full read \
+         starts again from the first page, so the next runs will stop the same way: raise \
+         `safety.time_budget` in {} above how long a full read takes (cron ticks that find a \
+         run still going skip quietly)",
+        humantime::format_duration(*.budget),
+        .config.display()
+    )]
+    FullReadOutgrewBudget {
+        /// The configured `safety.time_budget`.
+        budget: Duration,
+        /// The configuration file that sets it.
+        config: PathBuf,
+        /// People the read got through.
+        people: u64,
+        /// Applications the read got through.
+        applications: u64,
+        /// Where the read was when the budget stopped it, if GIS or customer.io said.
+        #[source]
+        source: Option<Box<Error>>,
+    },
     /// A file of the data dir is unusable, or the data dir is not writable.
     #[error(transparent)]
     DataDir(#[from] DataDirError),
@@ -104,7 +129,7 @@ impl Error {
             }
             Error::LargeChange(_) => RunOutcome::LargeChangeRefused,
             Error::Locked(_) => RunOutcome::Locked,
-            Error::TimeBudget(_) => RunOutcome::TimeBudget,
+            Error::TimeBudget(_) | Error::FullReadOutgrewBudget { .. } => RunOutcome::TimeBudget,
             Error::DataDir(_) => RunOutcome::StateError,
             Error::Gis(e) => match e {
                 GisError::Auth(_) => RunOutcome::AuthError,

@@ -192,6 +192,10 @@ fn report(failure: &Error) {
     let chain = error::chain(failure);
     match failure.outcome() {
         RunOutcome::Locked => tracing::info!(error = %chain, "Skipping this run."),
+        // The next run will not get further: nothing resumes by itself.
+        RunOutcome::TimeBudget if matches!(failure, Error::FullReadOutgrewBudget { .. }) => {
+            tracing::error!(error = %chain, "Run stopped at its time budget and cannot get further.")
+        }
         RunOutcome::TimeBudget => {
             tracing::warn!(error = %chain, "Run stopped early; the next run resumes.")
         }

@@ -16,7 +16,9 @@
 //!   monitoring service's alert says why. A time-budget stop (exit 75) is pinged as a
 //!   success (`/0`), with the summary saying it was 75: the run made progress and the next
 //!   one resumes, as systemd's `SuccessExitStatus=75` also says; runs that never complete
-//!   are caught by the last-success alert instead of paging on every stop.
+//!   are caught by the last-success alert instead of paging on every stop. A full read
+//!   that stopped before any write was confirmed made no progress and the next one will
+//!   not either ([`Summary::budget_too_short`]): it is pinged with its code, 75, a failure.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -247,7 +249,8 @@ pub fn ping_client() -> reqwest::Client {
 
 /// The end-of-run ping: `POST <url>/<exit code>` with the run summary (which names the
 /// error, if any) as its body, cut to [`PING_BODY_LIMIT`] bytes. A time-budget stop
-/// (`code` 75 with the time-budget outcome) is pinged as `/0`; see the module documentation.
+/// (`code` 75 with the time-budget outcome) is pinged as `/0`, unless the next run cannot get
+/// past it ([`Summary::budget_too_short`]); see the module documentation.
 /// Never fails the run, like [`ping`].
 pub async fn ping_finished(
     client: &reqwest::Client,
@@ -261,7 +264,8 @@ pub async fn ping_finished(
 
 /// The suffix and body of the end-of-run ping.
 fn finished_ping(code: u8, summary: &Summary) -> (String, String) {
-    let time_budget = summary.outcome == RunOutcome::TimeBudget;
+    // A stop the next run cannot get past is a failure like any other: it keeps its code.
+    let time_budget = summary.outcome == RunOutcome::TimeBudget && !summary.budget_too_short;
     let mut body = String::new();
     let pinged = if time_budget {
         body.push_str(&format!(
@@ -757,6 +761,16 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("time budget of 4m"), "{body}");
+
+        // A full read that cannot get past the budget pages: nothing resumes by itself.
+        summary.budget_too_short = true;
+        summary.error =
+            Some("a full read did not get far enough within the time budget of 4m".to_owned());
+        let (suffix, body) = finished_ping(75, &summary);
+        assert_eq!(suffix, "75", "a dead end must page");
+        assert!(body.starts_with("outcome: time_budget (exit 75)"), "{body}");
+        assert!(body.contains("did not get far enough"), "{body}");
+        summary.budget_too_short = false;
 
         // A lock-held 75 is never pinged (the run holding the lock reports); any other
         // outcome keeps its code.

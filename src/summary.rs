@@ -99,6 +99,11 @@ pub struct Summary {
     #[serde(default)]
     pub people_forgotten: u64,
     pub rejected: Vec<Rejection>,
+    /// A time-budget stop the next run cannot get past: a full read that stopped before
+    /// customer.io confirmed any of its writes (a stopped full read starts again from the
+    /// first page). Monitoring reports it as a failure, unlike other budget stops.
+    #[serde(default)]
+    pub budget_too_short: bool,
     /// People whose writes are not all confirmed yet (retried next run).
     pub pending_people: u64,
     pub gis_requests: u64,
@@ -113,6 +118,13 @@ pub struct Summary {
     pub cpu_seconds: f64,
     /// Peak resident memory of the process, in bytes (Linux; 0 elsewhere).
     pub peak_rss_bytes: u64,
+}
+
+impl Summary {
+    /// Whether customer.io confirmed any write of this run.
+    pub fn confirmed_any_write(&self) -> bool {
+        self.identifies_sent + self.events_sent + self.people_deleted + self.people_forgotten > 0
+    }
 }
 
 /// The last run's summary (`last_run.json`), if there is a readable one.

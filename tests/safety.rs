@@ -187,6 +187,70 @@ fn budget_stops_keep_what_customerio_confirmed_batch() {
     assert_budget_figures(&runs, "batch");
 }
 
+/// A full read that stops at the budget starts again from the first page next run. Once a
+/// run gets no further than earlier runs had (it confirms no write before the deadline),
+/// every later run stops the same way: that run says so at error level, with the key to
+/// raise and the file; runs that made progress keep the ordinary warning.
+#[test]
+fn a_full_read_that_outgrew_the_budget_says_what_to_raise() {
+    let env = Env::new(200);
+    // 20 people pages and about 60 application pages, 100 ms each, 4 at a time: the read
+    // alone takes over 2 s, twice the budget, however fast the machine.
+    let text = env
+        .static_config("\n[safety]\ntime_budget = \"1s\"")
+        .replace("page_size = 50", "page_size = 10");
+    env.write_config_text(&text);
+    env.gis.faults().set_plan(FaultPlan::seeded(3).rule(
+        "*",
+        Trigger::Always,
+        Fault::Latency(Duration::from_millis(100)),
+    ));
+    let mut runs = Vec::new();
+    loop {
+        let out = env.run("run", &["--json"]);
+        assert_eq!(code(&out), 75, "{}", stderr(&out));
+        let summary = stdout_json(&out);
+        assert_eq!(summary["outcome"], json!("time_budget"), "{summary}");
+        assert_eq!(summary["full_read"], json!(true), "{summary}");
+        let confirmed = ["identifies_sent", "events_sent"]
+            .iter()
+            .map(|key| summary[key].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        let err = stderr(&out);
+        let stuck = err.contains("cannot get further");
+        runs.push((confirmed, summary["people_seen"].clone()));
+        assert_eq!(summary["budget_too_short"], json!(stuck), "{summary}");
+        if confirmed > 0 {
+            assert!(!stuck, "a run that sent something is no dead end: {err}");
+            assert!(err.contains("the next run resumes"), "{err}");
+            assert!(runs.len() < 6, "each run kept sending: {runs:?}");
+            continue;
+        }
+        assert!(stuck, "a full read that sent nothing says so: {err}");
+        assert!(err.contains("ERROR"), "{err}");
+        assert!(!err.contains("resumes"), "nothing resumes by itself: {err}");
+        for needle in [
+            "safety.time_budget".to_owned(),
+            env.config_path().display().to_string(),
+            "starts again from the first page".to_owned(),
+        ] {
+            assert!(err.contains(&needle), "names {needle}: {err}");
+        }
+        assert!(
+            summary["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("safety.time_budget")),
+            "the summary (and `status`) carries it: {summary}"
+        );
+        assert!(summary["people_seen"].as_u64() > Some(0), "{summary}");
+        break;
+    }
+    // With the budget raised as the message says, the next run completes.
+    env.write_config_text(&text.replace("time_budget = \"1s\"", "time_budget = \"60s\""));
+    let out = env.run("run", &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
 #[test]
 fn a_run_sending_events_to_most_known_people_is_refused() {
     let env = Env::new(0);

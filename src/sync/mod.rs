@@ -43,7 +43,7 @@ use crate::http::RetryPolicy;
 use crate::lock;
 use crate::plan::{excluded_mask, Fingerprinter, PlanOptions, Planner};
 use crate::state::{self, State};
-use crate::summary::Summary;
+use crate::summary::{RunOutcome, Summary};
 
 use checkpoint::{Checkpoint, Deadlines};
 pub use dry_run::{DryRun, DryRunEvent, DryRunPerson};
@@ -149,6 +149,35 @@ pub fn setup_fingerprint(config: &Config) -> String {
         &config.customerio.site_id,
         &config.customerio.base_url(),
     )
+}
+
+/// How far a run got, for judging a time-budget stop.
+struct Progress {
+    /// The run read everything and was to send (not a dry run).
+    sending_full_read: bool,
+    confirmed_any_write: bool,
+    people_seen: u64,
+    applications_seen: u64,
+}
+
+impl Progress {
+    /// A full read stopped by the time budget before customer.io confirmed a single write
+    /// cannot get further next run either: a stopped full read starts again from the first
+    /// page. Such a stop says so, and what to change; other stops are returned as they are.
+    fn explain_stop(&self, stop: Error, config: &Config) -> Error {
+        let budget_stop = stop.outcome() == RunOutcome::TimeBudget;
+        if !(budget_stop && self.sending_full_read && !self.confirmed_any_write) {
+            return stop;
+        }
+        Error::FullReadOutgrewBudget {
+            budget: config.safety.time_budget,
+            config: config.path.clone(),
+            people: self.people_seen,
+            applications: self.applications_seen,
+            // "The next run resumes", the plain stop's text, is what is not true here.
+            source: (!matches!(stop, Error::TimeBudget(_))).then(|| Box::new(stop)),
+        }
+    }
 }
 
 /// One run in progress: its settings, what it has done so far, and how to show progress.
@@ -259,7 +288,11 @@ impl Run<'_> {
                 }
                 full_read_complete = read.full.then_some(read.complete);
             }
-            Err(e) => flow.stop(e),
+            Err(e) => {
+                let full_read = since.is_none();
+                report::record_stopped_read(flow.ledger.summary, &flow.planner.stats, full_read);
+                flow.stop(e);
+            }
         }
         if let Err(e) = flow.finish().await {
             flow.stop(e);
@@ -268,7 +301,14 @@ impl Run<'_> {
             .sender
             .slowest_request()
             .map(|slowest| u64::try_from(slowest.as_millis()).unwrap_or(u64::MAX));
-        flow.close(full_read_complete)?;
+        let progress = Progress {
+            sending_full_read: since.is_none() && !self.options.dry_run,
+            confirmed_any_write: flow.ledger.summary.confirmed_any_write(),
+            people_seen: flow.ledger.summary.people_seen,
+            applications_seen: flow.ledger.summary.applications_seen,
+        };
+        flow.close(full_read_complete)
+            .map_err(|stop| progress.explain_stop(stop, config))?;
         Ok(None)
     }
 }

@@ -110,6 +110,15 @@ pub fn record_read(
     summary.people_left_scope = stats.people_left_scope;
 }
 
+/// What a read that stopped early (at the deadline, or GIS failing) got through: whether
+/// it was a full read, and the records it saw. Its skips and unknown statuses are not
+/// reported: they are counted once a read completes.
+pub fn record_stopped_read(summary: &mut Summary, stats: &PlanStats, full_read: bool) {
+    summary.full_read = full_read;
+    summary.people_seen = stats.people_seen;
+    summary.applications_seen = stats.applications_seen;
+}
+
 impl Run<'_> {
     /// The run's result: the summary completed with the request counts, the resources used,
     /// the outcome and the exit code.
@@ -141,6 +150,8 @@ impl Run<'_> {
         result.summary.exit_code = result.code();
         result.summary.outcome = result.outcome();
         result.summary.error = result.error.as_ref().map(|e| error::chain(e));
+        result.summary.budget_too_short =
+            matches!(result.error, Some(Error::FullReadOutgrewBudget { .. }));
         tracing::info!(
             outcome = %result.summary.outcome,
             exit_code = result.summary.exit_code,
