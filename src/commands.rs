@@ -338,6 +338,8 @@ pub struct Status {
     pub people: usize,
     pub applications: usize,
     pub pending_people: usize,
+    /// People `ciosync forget` erased: no run sends anything for them (SPEC 8.2).
+    pub forgotten_people: usize,
     pub last_full_read: Option<DateTime<Utc>>,
     pub watermark: Option<DateTime<Utc>>,
     pub run_in_progress_since: Option<DateTime<Utc>>,
@@ -359,6 +361,7 @@ pub fn status(config: &Config, json: bool) -> Output {
         people: loaded.as_ref().map_or(0, |s| s.people.len()),
         applications: loaded.as_ref().map_or(0, |s| s.applications.len()),
         pending_people: loaded.as_ref().map_or(0, |s| s.pending_people.len()),
+        forgotten_people: loaded.as_ref().map_or(0, |s| s.forgotten.len()),
         last_full_read: loaded.as_ref().and_then(|s| s.last_full_read),
         watermark: loaded.as_ref().and_then(|s| s.watermark),
         run_in_progress_since: loaded.as_ref().and_then(|s| s.run_in_progress),
@@ -387,8 +390,8 @@ fn status_text(s: &Status) -> String {
     ));
     if s.state_exists {
         out.push_str(&format!(
-            "state: {} people, {} applications, {} pending\n",
-            s.people, s.applications, s.pending_people
+            "state: {} people, {} applications, {} pending, {} forgotten\n",
+            s.people, s.applications, s.pending_people, s.forgotten_people
         ));
     } else {
         out.push_str("state: none yet (the first run does a full sync)\n");
@@ -399,9 +402,15 @@ fn status_text(s: &Status) -> String {
         when(s.watermark)
     ));
     if let Some(t) = s.run_in_progress_since {
+        let dead_end = s.last_run.as_ref().is_some_and(|run| run.budget_too_short);
         out.push_str(&format!(
-            "unfinished run since: {} (the next run resumes it)\n",
-            t.to_rfc3339()
+            "unfinished run since: {} ({})\n",
+            t.to_rfc3339(),
+            if dead_end {
+                "the runs cannot get further within the time budget: see the last run's error"
+            } else {
+                "the next run resumes it"
+            }
         ));
     }
     match &s.last_run {

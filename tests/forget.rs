@@ -74,6 +74,16 @@ fn forget_deletes_and_no_run_sends_again(config: &str, api: &'static str) {
     assert!(!env.cio.profiles().contains_key("1003"), "profile deleted");
     assert_eq!(actions(&env), vec![("1003".to_owned(), "delete", api)]);
     assert!(state_text(&env).contains("\"forgotten\":{\"1003\":\"deleted\"}"));
+    let status = env.run("status", &[]);
+    assert!(
+        stdout(&status).contains(" pending, 1 forgotten\n"),
+        "status counts the erased: {}",
+        stdout(&status)
+    );
+    assert_eq!(
+        stdout_json(&env.run("status", &["--json"]))["forgotten_people"],
+        json!(1)
+    );
 
     // GIS changes the person and their application: nothing is sent for them, ever.
     env.gis.set_clock(chrono::Utc::now());

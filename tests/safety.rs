@@ -243,6 +243,11 @@ fn a_full_read_that_outgrew_the_budget_says_what_to_raise() {
             "the summary (and `status`) carries it: {summary}"
         );
         assert!(summary["people_seen"].as_u64() > Some(0), "{summary}");
+        let status = stdout(&env.run("status", &[]));
+        assert!(
+            status.contains("cannot get further") && !status.contains("resumes it"),
+            "{status}"
+        );
         break;
     }
     // With the budget raised as the message says, the next run completes.
