@@ -117,6 +117,12 @@ pub fn render_textfile(summary: &Summary, previous_success: Option<f64>) -> Stri
         "1 if the last run read everything from GIS, 0 if it read incrementally.",
         &[(&[], bool_value(summary.full_read))],
     );
+    out.gauge(
+        "ciosync_last_run_budget_too_short",
+        "1 if the last run's full read stopped at the time budget before any write was \
+         confirmed: the next run stops the same way until safety.time_budget is raised.",
+        &[(&[], bool_value(summary.budget_too_short))],
+    );
 
     let counts: [(&str, &str, u64); 8] = [
         (
@@ -617,6 +623,7 @@ mod tests {
             1.0
         );
         assert_eq!(get("ciosync_last_run_full_read", &[]), 1.0);
+        assert_eq!(get("ciosync_last_run_budget_too_short", &[]), 0.0);
         assert_eq!(get("ciosync_last_run_people_seen", &[]), 120.0);
         assert_eq!(get("ciosync_last_run_applications_seen", &[]), 340.0);
         assert_eq!(get("ciosync_last_run_identifies_sent", &[]), 7.0);

@@ -196,8 +196,12 @@ fn a_full_read_that_outgrew_the_budget_says_what_to_raise() {
     let env = Env::new(200);
     // 20 people pages and about 60 application pages, 100 ms each, 4 at a time: the read
     // alone takes over 2 s, twice the budget, however fast the machine.
+    let textfile = env.data_dir().with_file_name("ciosync.prom");
     let text = env
-        .static_config("\n[safety]\ntime_budget = \"1s\"")
+        .static_config(&format!(
+            "\n[safety]\ntime_budget = \"1s\"\n[monitoring]\ntextfile = {:?}",
+            textfile.display().to_string()
+        ))
         .replace("page_size = 50", "page_size = 10");
     env.write_config_text(&text);
     env.gis.faults().set_plan(FaultPlan::seeded(3).rule(
@@ -243,6 +247,11 @@ fn a_full_read_that_outgrew_the_budget_says_what_to_raise() {
             "the summary (and `status`) carries it: {summary}"
         );
         assert!(summary["people_seen"].as_u64() > Some(0), "{summary}");
+        let metrics = std::fs::read_to_string(&textfile).expect("the textfile");
+        assert!(
+            metrics.contains("\nciosync_last_run_budget_too_short 1\n"),
+            "{metrics}"
+        );
         let status = stdout(&env.run("status", &[]));
         assert!(
             status.contains("cannot get further") && !status.contains("resumes it"),
