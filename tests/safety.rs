@@ -227,7 +227,10 @@ fn a_full_read_that_outgrew_the_budget_says_what_to_raise() {
         if confirmed > 0 {
             assert!(!stuck, "a run that sent something is no dead end: {err}");
             assert!(err.contains("the next run resumes"), "{err}");
-            assert!(runs.len() < 6, "each run kept sending: {runs:?}");
+            // Each stop leaves the writes in flight at its deadline for the next run, which
+            // sends them again before its own deadline: the runs after the read stalls send
+            // fewer and fewer (on a loaded machine: 212, 85, 14, 10, 9, 2, ...), then none.
+            assert!(runs.len() < 25, "each run kept sending: {runs:?}");
             continue;
         }
         assert!(stuck, "a full read that sent nothing says so: {err}");
