@@ -1047,7 +1047,11 @@ impl Pages<'_> {
         }
         if self.next == 1 {
             self.next = 2;
-            let first = self.page(1).await;
+            let (list, filters) = (self.list, self.filters);
+            let first = self
+                .client
+                .page(list.query(), list.root(), filters, 1)
+                .await;
             let first = self.finish_on_error(first)?;
             self.total_pages = first.total_pages;
             self.finished = first.data.is_empty();
@@ -1082,13 +1086,6 @@ impl Pages<'_> {
                     .boxed(),
             );
         }
-    }
-
-    async fn page(&self, number: u64) -> Result<PageData, GisError> {
-        let list = self.list;
-        self.client
-            .page(list.query(), list.root(), self.filters, number)
-            .await
     }
 
     /// An error ends the pages: nothing after it is read.

@@ -151,32 +151,22 @@ pub fn setup_fingerprint(config: &Config) -> String {
     )
 }
 
-/// How far a run got, for judging a time-budget stop.
-struct Progress {
-    /// The run read everything and was to send (not a dry run).
-    sending_full_read: bool,
-    confirmed_any_write: bool,
-    people_seen: u64,
-    applications_seen: u64,
-}
-
-impl Progress {
-    /// A full read stopped by the time budget before customer.io confirmed a single write
-    /// cannot get further next run either: a stopped full read starts again from the first
-    /// page. Such a stop says so, and what to change; other stops are returned as they are.
-    fn explain_stop(&self, stop: Error, config: &Config) -> Error {
-        let budget_stop = stop.outcome() == RunOutcome::TimeBudget;
-        if !(budget_stop && self.sending_full_read && !self.confirmed_any_write) {
-            return stop;
-        }
-        Error::FullReadOutgrewBudget {
-            budget: config.safety.time_budget,
-            config: config.path.clone(),
-            people: self.people_seen,
-            applications: self.applications_seen,
-            // "The next run resumes", the plain stop's text, is what is not true here.
-            source: (!matches!(stop, Error::TimeBudget(_))).then(|| Box::new(stop)),
-        }
+/// A full read stopped by the time budget before customer.io confirmed a single write
+/// cannot get further next run either: a stopped full read starts again from the first
+/// page. Such a stop says so, and what to change; other stops are returned as they are.
+/// `sending_full_read`: the run read everything and was to send (not a dry run).
+fn explain_stop(stop: Error, sending_full_read: bool, summary: &Summary, config: &Config) -> Error {
+    let budget_stop = stop.outcome() == RunOutcome::TimeBudget;
+    if !(budget_stop && sending_full_read && !summary.confirmed_any_write()) {
+        return stop;
+    }
+    Error::FullReadOutgrewBudget {
+        budget: config.safety.time_budget,
+        config: config.path.clone(),
+        people: summary.people_seen,
+        applications: summary.applications_seen,
+        // "The next run resumes", the plain stop's text, is what is not true here.
+        source: (!matches!(stop, Error::TimeBudget(_))).then(|| Box::new(stop)),
     }
 }
 
@@ -301,14 +291,10 @@ impl Run<'_> {
             .sender
             .slowest_request()
             .map(|slowest| u64::try_from(slowest.as_millis()).unwrap_or(u64::MAX));
-        let progress = Progress {
-            sending_full_read: since.is_none() && !self.options.dry_run,
-            confirmed_any_write: flow.ledger.summary.confirmed_any_write(),
-            people_seen: flow.ledger.summary.people_seen,
-            applications_seen: flow.ledger.summary.applications_seen,
-        };
-        flow.close(full_read_complete)
-            .map_err(|stop| progress.explain_stop(stop, config))?;
+        let closed = flow.close(full_read_complete);
+        drop(flow);
+        let sending_full_read = since.is_none() && !self.options.dry_run;
+        closed.map_err(|stop| explain_stop(stop, sending_full_read, &self.summary, config))?;
         Ok(None)
     }
 }

@@ -92,9 +92,7 @@ pub fn record_read(
     people_changed: usize,
     read: &ReadReport,
 ) {
-    summary.full_read = read.full;
-    summary.people_seen = stats.people_seen;
-    summary.applications_seen = stats.applications_seen;
+    record_stopped_read(summary, stats, read.full);
     summary.people_changed = people_changed as u64;
     for (reason, n) in read.skipped.iter().chain(&stats.skipped) {
         *summary.skipped.entry(reason.clone()).or_default() += n;
@@ -110,9 +108,9 @@ pub fn record_read(
     summary.people_left_scope = stats.people_left_scope;
 }
 
-/// What a read that stopped early (at the deadline, or GIS failing) got through: whether
-/// it was a full read, and the records it saw. Its skips and unknown statuses are not
-/// reported: they are counted once a read completes.
+/// What a read got through: whether it was a full read, and the records it saw. All a
+/// read that stopped early (at the deadline, or GIS failing) reports: its skips and
+/// unknown statuses are counted once a read completes ([`record_read`]).
 pub fn record_stopped_read(summary: &mut Summary, stats: &PlanStats, full_read: bool) {
     summary.full_read = full_read;
     summary.people_seen = stats.people_seen;
